@@ -1,0 +1,48 @@
+// Package durable is Durable Objects for Go: named, single-threaded,
+// stateful objects, each with its own SQLite database, durable alarms,
+// hibernating WebSockets and RPC, embedded in one Go program.
+//
+// # Usage
+//
+// An object is a Go type with a constructor. Its exported methods shaped
+// func(ctx context.Context, args...) (R, error) are its RPC surface:
+//
+//	type Counter struct{ st *durable.State }
+//
+//	func NewCounter(st *durable.State, _ struct{}) (*Counter, error) {
+//		return &Counter{st: st}, nil
+//	}
+//
+//	func (c *Counter) Add(ctx context.Context, n int) (int, error) { ... }
+//
+// A Runtime hosts namespaces of objects; a Namespace makes IDs and stubs;
+// a Stub calls the object:
+//
+//	rt, err := durable.Open(durable.Options{Dir: "data"})
+//	counters, err := durable.Register(rt, "Counter", NewCounter, struct{}{})
+//	n, err := durable.Call1(ctx, counters.GetByName("visits"), (*Counter).Add, 1)
+//
+// # Guarantees
+//
+//   - One live instance per ID: every call for an ID reaches the same
+//     instance, constructed once, on the first call.
+//   - One turn at a time: an object's handlers never run concurrently.
+//     While a handler waits on another object (a call made with the
+//     handler's ctx), other events may run in between; inside
+//     State.BlockConcurrencyWhile they may not.
+//   - E-order: calls made through one stub arrive in the order made.
+//   - Copy semantics: arguments and results are copied through one codec,
+//     as if they had crossed the network.
+//   - Reset on failure: a panic, Abort, or failed BlockConcurrencyWhile
+//     drops the object's memory; the next call constructs it again.
+//   - Eviction: an idle object leaves memory after Options.IdleTimeout,
+//     leaving no goroutine, file or timer behind.
+//
+// # Errors
+//
+// An error returned by an object's method reaches the caller as a
+// *RemoteError carrying its message. Infrastructure errors wrap the
+// sentinels of this package: ErrOverloaded (the object's queue is full:
+// do not retry at once), ErrObjectReset and ErrDurability (retryable, see
+// IsRetryable), ErrClosed.
+package durable

@@ -1,0 +1,94 @@
+package durable
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/durable-go/durable/internal/durability"
+	"github.com/durable-go/durable/internal/engine"
+)
+
+// Errors of the runtime. Calls return them wrapped; test with errors.Is.
+var (
+	// ErrOverloaded means the object's queue of waiting calls is full. The
+	// call was not delivered; retrying at once makes things worse.
+	ErrOverloaded = engine.ErrOverloaded
+	// ErrClosed means the runtime was shut down.
+	ErrClosed = engine.ErrClosed
+	// ErrObjectReset means the object was reset (a panic, Abort, a failed
+	// BlockConcurrencyWhile, a failed write) while the call was queued or
+	// running. Its in-memory state is gone; its storage is intact. The call
+	// may or may not have taken effect; it is safe to retry an idempotent one.
+	ErrObjectReset = errors.New("durable: object was reset")
+	// ErrBlockTimeout means a BlockConcurrencyWhile function (or a
+	// constructor) ran past its deadline; the object was reset.
+	ErrBlockTimeout = errors.New("durable: BlockConcurrencyWhile timed out")
+	// ErrNoTurn means a call that needs the object's turn was made outside
+	// it: use the ctx the handler was given.
+	ErrNoTurn = errors.New("durable: not inside one of this object's turns (pass the handler's ctx)")
+	// ErrDurability means a write could not be made durable. The reply
+	// that waited for it was dropped and the object was reset.
+	ErrDurability = errors.New("durable: write not durable")
+	// ErrNoMethod means the object has no RPC method of that name.
+	ErrNoMethod = errors.New("durable: no such method")
+	// ErrBadArgument means an RPC argument or result cannot be carried
+	// (wrong count, wrong type, or a type the codec refuses).
+	ErrBadArgument = errors.New("durable: bad argument")
+)
+
+// RemoteError is an error returned by an object's handler, carried back to
+// the caller. Like every RPC value it is a copy: the caller sees the message
+// (and whether the handler panicked), not the original error value.
+type RemoteError struct {
+	Namespace string
+	ID        string
+	Method    string
+	Message   string
+	// Panic is true when the handler panicked; the object was then reset.
+	Panic bool
+	// Overloaded and Retryable tell what the handler's error said of itself,
+	// when the handler passed on an infrastructure error of a call it made.
+	Overloaded bool
+	Retryable  bool
+}
+
+func (e *RemoteError) Error() string {
+	what := "error"
+	if e.Panic {
+		what = "panic"
+	}
+	if e.Method != "" {
+		return fmt.Sprintf("durable: %s.%s (%s): %s: %s", e.Namespace, e.Method, shortID(e.ID), what, e.Message)
+	}
+	return fmt.Sprintf("durable: %s (%s): %s: %s", e.Namespace, shortID(e.ID), what, e.Message)
+}
+
+func shortID(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+// IsRetryable reports whether err is an infrastructure failure after which
+// retrying the call (if it is idempotent) may succeed: the object was reset
+// or a write could not be made durable. Errors from the object's own code
+// (*RemoteError) and ErrOverloaded are not retryable.
+func IsRetryable(err error) bool {
+	var re *RemoteError
+	if errors.As(err, &re) {
+		return re.Retryable
+	}
+	return errors.Is(err, ErrObjectReset) || errors.Is(err, ErrDurability) ||
+		errors.Is(err, durability.ErrClosed)
+}
+
+// IsOverloaded reports whether err means the object is overloaded; do not
+// retry at once.
+func IsOverloaded(err error) bool {
+	var re *RemoteError
+	if errors.As(err, &re) {
+		return re.Overloaded
+	}
+	return errors.Is(err, ErrOverloaded)
+}

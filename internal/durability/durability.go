@@ -1,0 +1,417 @@
+// Package durability is the seam between a committed transaction and the
+// output gate. Storage commits a transaction into an object's SQLite WAL
+// (which reaches only the page cache, since the connection runs with
+// synchronous=NORMAL), calls File.Commit to get a Ticket, and the runtime
+// holds every reply, frame and outgoing call of that object until the
+// Ticket's Wait returns nil.
+//
+// On one node a Group makes commits durable by fsyncing the WAL file. It
+// batches: while one fsync of a file is in flight, later commits to that
+// file accumulate, and the next fsync covers them all (group commit), so
+// commits per second can exceed fsyncs per second. Fsyncs of different
+// files run in parallel on a bounded pool of workers. A cluster would
+// replace the fsync with replication to a quorum behind the same API.
+//
+// # Failure
+//
+// When an fsync fails the File is poisoned: every waiting and later Ticket
+// of it fails with the error. The caller must then reset the object (close
+// its database and open it again), because the kernel may have dropped the
+// dirty pages the failed fsync was meant to persist.
+package durability
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Mode selects how commits become durable.
+type Mode int
+
+const (
+	// Fsync makes a commit durable against power loss before its Ticket
+	// is released. It is the default.
+	Fsync Mode = iota
+	// NoSync releases Tickets at once. Commits survive a process crash
+	// (they are in the kernel's page cache) but not a power loss or a
+	// kernel crash. Meant for tests and caches.
+	NoSync
+)
+
+// String returns "fsync" or "nosync".
+func (m Mode) String() string {
+	switch m {
+	case Fsync:
+		return "fsync"
+	case NoSync:
+		return "nosync"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// DefaultWorkers is the number of fsyncs a Group runs at once.
+const DefaultWorkers = 16
+
+// ErrClosed is returned by Wait when the File or Group was closed before the
+// commit became durable.
+var ErrClosed = errors.New("durability: closed")
+
+// Config configures a Group. The zero value fsyncs with DefaultWorkers.
+type Config struct {
+	Mode Mode
+	// Workers bounds the number of concurrent fsyncs; 0 means DefaultWorkers.
+	Workers int
+	// SyncFile makes one file durable. Nil means (*os.File).Sync. Tests
+	// wrap it to inject faults or to record what had been synced when.
+	SyncFile func(*os.File) error
+	// SyncDir makes a directory entry durable. Nil means opening the
+	// directory and calling Sync on it.
+	SyncDir func(dir string) error
+}
+
+// Stats are counters of a Group since it was made.
+type Stats struct {
+	Commits      uint64        // Commit calls
+	Syncs        uint64        // file fsyncs issued
+	SyncFailures uint64        // fsyncs that returned an error
+	SyncTime     time.Duration // total time spent in fsync
+}
+
+// Group makes commits of many files durable. It is safe for concurrent use.
+type Group struct {
+	cfg Config
+
+	mu      sync.Mutex // guards queue, closed
+	queue   []*File
+	closed  bool
+	signal  chan struct{} // capacity 1: work was queued
+	done    chan struct{} // closed by Close
+	wg      sync.WaitGroup
+	commits atomic.Uint64
+	syncs   atomic.Uint64
+	fails   atomic.Uint64
+	syncNs  atomic.Int64
+}
+
+// New starts a Group and its workers. Close stops them.
+func New(cfg Config) *Group {
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.SyncFile == nil {
+		cfg.SyncFile = (*os.File).Sync
+	}
+	if cfg.SyncDir == nil {
+		cfg.SyncDir = syncDir
+	}
+	g := &Group{cfg: cfg, signal: make(chan struct{}, 1), done: make(chan struct{})}
+	if cfg.Mode == Fsync {
+		for range cfg.Workers {
+			g.wg.Add(1)
+			go g.work()
+		}
+	}
+	return g
+}
+
+// Mode returns the group's durability mode.
+func (g *Group) Mode() Mode { return g.cfg.Mode }
+
+// Stats returns the counters.
+func (g *Group) Stats() Stats {
+	return Stats{
+		Commits:      g.commits.Load(),
+		Syncs:        g.syncs.Load(),
+		SyncFailures: g.fails.Load(),
+		SyncTime:     time.Duration(g.syncNs.Load()),
+	}
+}
+
+// Close stops the workers after the syncs already queued have run. Waiting
+// Tickets whose sync never ran fail with ErrClosed.
+func (g *Group) Close() {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.closed = true
+	close(g.done)
+	g.mu.Unlock()
+	g.wg.Wait()
+	// Fail whatever is still queued.
+	g.mu.Lock()
+	q := g.queue
+	g.queue = nil
+	g.mu.Unlock()
+	for _, f := range q {
+		f.fail(ErrClosed)
+	}
+}
+
+// File returns the handle for one durable file. path is the file whose
+// fsync makes a commit durable (an object's WAL); dir is its directory,
+// fsynced once before the first commit is acknowledged so that a newly
+// created file cannot vanish on power loss. The file is opened lazily on
+// the first sync, so it need not exist yet.
+func (g *Group) File(path, dir string) *File {
+	return &File{g: g, path: path, dir: dir, changed: make(chan struct{})}
+}
+
+func (g *Group) enqueue(f *File) {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		f.fail(ErrClosed)
+		return
+	}
+	g.queue = append(g.queue, f)
+	g.mu.Unlock()
+	select {
+	case g.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (g *Group) work() {
+	defer g.wg.Done()
+	for {
+		g.mu.Lock()
+		var f *File
+		if len(g.queue) > 0 {
+			f = g.queue[0]
+			g.queue[0] = nil
+			g.queue = g.queue[1:]
+			if len(g.queue) > 0 {
+				// Let another worker take the next file.
+				select {
+				case g.signal <- struct{}{}:
+				default:
+				}
+			}
+		}
+		g.mu.Unlock()
+		if f != nil {
+			f.syncOnce()
+			continue
+		}
+		select {
+		case <-g.signal:
+		case <-g.done:
+			// Drain what is queued before leaving.
+			g.mu.Lock()
+			empty := len(g.queue) == 0
+			g.mu.Unlock()
+			if empty {
+				return
+			}
+		}
+	}
+}
+
+// File tracks the commits of one file and how far they are durable.
+type File struct {
+	g    *Group
+	path string
+	dir  string
+
+	mu        sync.Mutex // guards the fields below
+	fd        *os.File
+	dirSynced bool
+	committed uint64        // sequence of the last commit
+	synced    uint64        // commits up to here are durable
+	inflight  bool          // queued or being synced
+	err       error         // sticky: the file is poisoned
+	closed    bool          // Close was called
+	changed   chan struct{} // closed and replaced when synced or err changes
+}
+
+// Ticket stands for one commit; Wait returns once it is durable.
+type Ticket struct {
+	f   *File
+	seq uint64
+}
+
+// Commit records that a transaction has been written to the file and
+// returns its Ticket. Committing never blocks.
+func (f *File) Commit() Ticket {
+	f.g.commits.Add(1)
+	f.mu.Lock()
+	f.committed++
+	t := Ticket{f: f, seq: f.committed}
+	if f.g.cfg.Mode == NoSync {
+		f.synced = f.committed
+		f.mu.Unlock()
+		return t
+	}
+	start := !f.inflight && f.err == nil && !f.closed
+	if start {
+		f.inflight = true
+	}
+	f.mu.Unlock()
+	if start {
+		f.g.enqueue(f)
+	}
+	return t
+}
+
+// Last returns the Ticket of the latest commit, which is durable when every
+// commit before it is. A File with no commits returns a Ticket that is
+// already durable.
+func (f *File) Last() Ticket {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return Ticket{f: f, seq: f.committed}
+}
+
+// Err returns the error that poisoned the file, or nil.
+func (f *File) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// Close waits for an in-flight sync to finish, then releases the file
+// descriptor. Commits not yet durable fail with ErrClosed.
+func (f *File) Close() error {
+	f.mu.Lock()
+	f.closed = true
+	for f.inflight {
+		ch := f.changed
+		f.mu.Unlock()
+		<-ch
+		f.mu.Lock()
+	}
+	if f.synced < f.committed && f.err == nil {
+		f.err = ErrClosed
+		f.broadcast()
+	}
+	fd := f.fd
+	f.fd = nil
+	f.mu.Unlock()
+	if fd != nil {
+		return fd.Close()
+	}
+	return nil
+}
+
+// broadcast wakes every waiter. f.mu must be held.
+func (f *File) broadcast() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *File) fail(err error) {
+	f.mu.Lock()
+	f.inflight = false
+	if f.err == nil {
+		f.err = err
+	}
+	f.broadcast()
+	f.mu.Unlock()
+}
+
+// syncOnce runs on a worker: it fsyncs everything committed so far.
+func (f *File) syncOnce() {
+	f.mu.Lock()
+	target := f.committed
+	fd := f.fd
+	needDir := !f.dirSynced
+	f.mu.Unlock()
+
+	var err error
+	if fd == nil {
+		fd, err = os.OpenFile(f.path, os.O_RDWR, 0)
+		if err == nil {
+			f.mu.Lock()
+			f.fd = fd
+			f.mu.Unlock()
+		}
+	}
+	if err == nil {
+		start := time.Now()
+		err = f.g.cfg.SyncFile(fd)
+		f.g.syncNs.Add(int64(time.Since(start)))
+		f.g.syncs.Add(1)
+	}
+	if err == nil && needDir {
+		err = f.g.cfg.SyncDir(f.dir)
+	}
+	if err != nil {
+		f.g.fails.Add(1)
+		f.fail(fmt.Errorf("durability: sync %s: %w", f.path, err))
+		return
+	}
+
+	f.mu.Lock()
+	if needDir {
+		f.dirSynced = true
+	}
+	if target > f.synced {
+		f.synced = target
+	}
+	f.broadcast()
+	again := f.committed > f.synced && f.err == nil
+	if !again {
+		f.inflight = false
+	}
+	f.mu.Unlock()
+	if again {
+		f.g.enqueue(f)
+	}
+}
+
+// Durable reports whether the ticket's commit is durable already.
+func (t Ticket) Durable() bool {
+	if t.f == nil {
+		return true
+	}
+	t.f.mu.Lock()
+	defer t.f.mu.Unlock()
+	return t.f.synced >= t.seq
+}
+
+// Wait blocks until the commit is durable, the file fails, or ctx is done.
+// The zero Ticket is always durable.
+func (t Ticket) Wait(ctx context.Context) error {
+	f := t.f
+	if f == nil {
+		return nil
+	}
+	for {
+		f.mu.Lock()
+		if f.synced >= t.seq {
+			f.mu.Unlock()
+			return nil
+		}
+		if f.err != nil {
+			err := f.err
+			f.mu.Unlock()
+			return err
+		}
+		ch := f.changed
+		f.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,325 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/durable-go/durable/internal/clock"
+)
+
+// Errors returned by the engine. The root package re-exports them.
+var (
+	// ErrOverloaded means the object's queue is full; the call was not made.
+	ErrOverloaded = errors.New("durable: object overloaded: too many calls queued")
+	// ErrClosed means the runtime is shutting down or shut down.
+	ErrClosed = errors.New("durable: runtime closed")
+)
+
+// DefaultMaxQueue bounds the calls waiting for one object's turn.
+const DefaultMaxQueue = 4096
+
+// DefaultSweepInterval is how often idle objects are looked for when no
+// activation asks for a shorter idle time.
+const DefaultSweepInterval = time.Second
+
+const shardCount = 64
+
+// Activation is the live state of one object between its construction and
+// its eviction or reset. The root package implements it.
+type Activation interface {
+	// IdleTimeout is how long the activation may stay idle (no call held,
+	// queued or running) before it is evicted. A negative value never evicts.
+	IdleTimeout() time.Duration
+	// Busy reports work that keeps the object in memory although no call
+	// runs (for example a WaitUntil function).
+	Busy() bool
+	// Close releases the activation. It is called once, after the object
+	// was evicted (cause nil) or reset (cause says why), never during a turn
+	// of that activation except for a forced reset.
+	Close(cause error)
+}
+
+// Config configures an Engine.
+type Config struct {
+	Clock    clock.Clock // nil means the real clock
+	MaxQueue int         // 0 means DefaultMaxQueue
+	// SweepInterval bounds how late an idle object is evicted; 0 means
+	// DefaultSweepInterval.
+	SweepInterval time.Duration
+	Logger        *slog.Logger // nil discards
+}
+
+// Engine is the registry of live objects: it hands out each object's turn
+// and evicts idle objects. It starts no goroutine of its own: eviction runs
+// from a clock timer.
+type Engine struct {
+	cfg    Config
+	seed   maphash.Seed
+	shards [shardCount]shard
+
+	closed   atomic.Bool
+	inflight atomic.Int64
+	drained  chan struct{} // capacity 1: inflight reached 0 after close
+
+	sweepMu    sync.Mutex // guards sweepTimer, sweepStopped
+	sweepTimer clock.Timer
+	sweepStop  bool
+
+	evictions atomic.Uint64
+	live      atomic.Int64
+}
+
+type shard struct {
+	mu sync.Mutex // guards m
+	m  map[string]*Object
+}
+
+// New returns an Engine and arms its eviction timer.
+func New(cfg Config) *Engine {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{cfg: cfg, seed: maphash.MakeSeed(), drained: make(chan struct{}, 1)}
+	for i := range e.shards {
+		e.shards[i].m = make(map[string]*Object)
+	}
+	e.armSweep()
+	return e
+}
+
+// Clock returns the engine's clock.
+func (e *Engine) Clock() clock.Clock { return e.cfg.Clock }
+
+// Object is the slot of one object ID: its turn and, while it is live, its
+// activation. A slot exists only while the object is in use or live.
+type Object struct {
+	e     *Engine
+	key   string
+	shard *shard
+
+	lock     turnLock
+	refs     atomic.Int32 // incremented under shard.mu
+	lastUsed atomic.Int64 // clock time in unix nanoseconds
+
+	actMu sync.Mutex // guards act
+	act   Activation
+}
+
+// Key returns the object's registry key.
+func (o *Object) Key() string { return o.key }
+
+// Enter finds or creates the slot for key and pins it in memory until
+// Leave. Every Enter must be matched by one Leave.
+func (e *Engine) Enter(key string) (*Object, error) {
+	e.inflight.Add(1)
+	if e.closed.Load() {
+		e.leaveInflight()
+		return nil, ErrClosed
+	}
+	sh := &e.shards[maphash.String(e.seed, key)%shardCount]
+	sh.mu.Lock()
+	o := sh.m[key]
+	if o == nil {
+		o = &Object{e: e, key: key, shard: sh}
+		o.lock.max = e.cfg.MaxQueue
+		sh.m[key] = o
+	}
+	o.refs.Add(1)
+	sh.mu.Unlock()
+	return o, nil
+}
+
+// Leave unpins the slot.
+func (o *Object) Leave() {
+	o.lastUsed.Store(o.e.cfg.Clock.Now().UnixNano())
+	o.refs.Add(-1)
+	o.e.leaveInflight()
+}
+
+func (e *Engine) leaveInflight() {
+	if e.inflight.Add(-1) == 0 && e.closed.Load() {
+		select {
+		case e.drained <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Acquire takes the object's turn. front is for a handler resuming after an
+// outgoing call: it queues ahead of new events and is never refused.
+func (o *Object) Acquire(ctx context.Context, front bool) (uint64, error) {
+	return o.lock.acquire(ctx, front)
+}
+
+// Release gives the turn to the next waiter. It returns false if tok no
+// longer holds the turn (the turn was taken away by ForceReset).
+func (o *Object) Release(tok uint64) bool { return o.lock.release(tok) }
+
+// Queued returns how many calls wait for the turn.
+func (o *Object) Queued() int { return o.lock.queued() }
+
+// Activation returns the live activation or nil. Call it holding the turn.
+func (o *Object) Activation() Activation {
+	o.actMu.Lock()
+	defer o.actMu.Unlock()
+	return o.act
+}
+
+// SetActivation installs a newly constructed activation. Call it holding
+// the turn.
+func (o *Object) SetActivation(a Activation) {
+	o.actMu.Lock()
+	defer o.actMu.Unlock()
+	if o.act == nil && a != nil {
+		o.e.live.Add(1)
+	}
+	o.act = a
+}
+
+// Reset drops the activation, if it is still a, and closes it with cause.
+// Call it holding the turn. The next call constructs the object again.
+func (o *Object) Reset(a Activation, cause error) {
+	o.actMu.Lock()
+	if a == nil || o.act != a {
+		o.actMu.Unlock()
+		return
+	}
+	o.act = nil
+	o.actMu.Unlock()
+	o.e.live.Add(-1)
+	a.Close(cause)
+}
+
+// ForceReset takes the turn away from tok (a holder that is stuck), drops
+// activation a and closes it, then lets the next waiter in. It reports
+// whether tok still held the turn.
+func (o *Object) ForceReset(tok uint64, a Activation, cause error) bool {
+	o.lock.mu.Lock()
+	held := o.lock.owner == tok
+	o.lock.mu.Unlock()
+	if !held {
+		return false
+	}
+	o.Reset(a, cause)
+	return o.lock.release(tok)
+}
+
+// Live returns the number of live activations.
+func (e *Engine) Live() int64 { return e.live.Load() }
+
+// Slots returns the number of object slots in memory.
+func (e *Engine) Slots() int {
+	n := 0
+	for i := range e.shards {
+		sh := &e.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Evictions returns how many activations were evicted for idleness.
+func (e *Engine) Evictions() uint64 { return e.evictions.Load() }
+
+func (e *Engine) armSweep() {
+	e.sweepMu.Lock()
+	defer e.sweepMu.Unlock()
+	if e.sweepStop {
+		return
+	}
+	e.sweepTimer = e.cfg.Clock.AfterFunc(e.cfg.SweepInterval, func() {
+		e.Sweep()
+		e.armSweep()
+	})
+}
+
+// Sweep evicts every object idle for longer than its activation's idle
+// timeout, and drops unused slots. It runs by itself every SweepInterval.
+func (e *Engine) Sweep() {
+	e.sweep(false)
+}
+
+// EvictAll evicts every object that is not in use now, whatever its idle
+// time. Tests use it to force hibernation.
+func (e *Engine) EvictAll() int {
+	return e.sweep(true)
+}
+
+func (e *Engine) sweep(all bool) int {
+	now := e.cfg.Clock.Now().UnixNano()
+	var victims []Activation
+	for i := range e.shards {
+		sh := &e.shards[i]
+		sh.mu.Lock()
+		for k, o := range sh.m {
+			if o.refs.Load() != 0 || !o.lock.idle() {
+				continue
+			}
+			o.actMu.Lock()
+			if a := o.act; a != nil {
+				idle := a.IdleTimeout()
+				if a.Busy() || (!all && (idle < 0 || now-o.lastUsed.Load() < int64(idle))) {
+					o.actMu.Unlock()
+					continue
+				}
+				victims = append(victims, a)
+				o.act = nil
+			}
+			o.actMu.Unlock()
+			delete(sh.m, k)
+		}
+		sh.mu.Unlock()
+	}
+	for _, a := range victims {
+		e.live.Add(-1)
+		e.evictions.Add(1)
+		a.Close(nil)
+	}
+	return len(victims)
+}
+
+// Shutdown refuses new calls, waits for calls in flight to finish (or ctx
+// to end), then closes every activation. It is safe to call more than once.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.closed.Store(true)
+	var err error
+	for e.inflight.Load() > 0 {
+		t := time.NewTimer(10 * time.Millisecond)
+		select {
+		case <-e.drained:
+		case <-t.C:
+		case <-ctx.Done():
+			err = context.Cause(ctx)
+		}
+		t.Stop()
+		if err != nil {
+			break
+		}
+	}
+	e.sweepMu.Lock()
+	e.sweepStop = true
+	if e.sweepTimer != nil {
+		e.sweepTimer.Stop()
+	}
+	e.sweepMu.Unlock()
+	if err != nil {
+		return err
+	}
+	e.sweep(true)
+	return nil
+}

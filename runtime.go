@@ -1,0 +1,244 @@
+package durable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/durable-go/durable/internal/clock"
+	"github.com/durable-go/durable/internal/durability"
+	"github.com/durable-go/durable/internal/engine"
+)
+
+// Defaults of Options.
+const (
+	DefaultDir = "durable-data"
+	// DefaultIdleTimeout is how long an idle object that can hibernate
+	// stays in memory (Cloudflare: 10 s).
+	DefaultIdleTimeout = 10 * time.Second
+	// DefaultPinnedIdleTimeout is the idle time of an object whose type
+	// reports Hibernatable() == false (Cloudflare: 70 s).
+	DefaultPinnedIdleTimeout = 70 * time.Second
+	// DefaultBlockConcurrencyTimeout bounds BlockConcurrencyWhile and
+	// constructors (Cloudflare: 30 s).
+	DefaultBlockConcurrencyTimeout = 30 * time.Second
+	// DefaultMaxQueue bounds the calls waiting for one object; past it
+	// calls fail at once with ErrOverloaded.
+	DefaultMaxQueue = engine.DefaultMaxQueue
+)
+
+// Durability chooses when a write counts as done.
+type Durability int
+
+const (
+	// Fsync (the default) holds every reply until the writes before it are
+	// fsynced: an acknowledged write survives a power loss. Concurrent
+	// commits share fsyncs (group commit).
+	Fsync Durability = iota
+	// NoSync releases replies once writes reach the operating system: they
+	// survive a crash of the process, not of the machine. For tests and
+	// caches.
+	NoSync
+)
+
+// Clock is the time source of a runtime. Tests pass a fake one (see the
+// durabletest package) to drive eviction, alarms and timeouts without
+// sleeping.
+type Clock = clock.Clock
+
+// Options configure a Runtime. The zero value is ready to use: data in
+// ./durable-data, fsync durability, Cloudflare's timeouts.
+type Options struct {
+	// Dir is the data folder. It is created if missing and locked while the
+	// runtime is open, so two processes never open the same objects.
+	Dir string
+	// Durability is Fsync (default) or NoSync.
+	Durability Durability
+	// IdleTimeout is how long an idle object stays in memory before it is
+	// evicted (its WebSockets stay open: it hibernates). 0 means
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// PinnedIdleTimeout is the idle time of objects that report
+	// Hibernatable() == false. 0 means DefaultPinnedIdleTimeout.
+	PinnedIdleTimeout time.Duration
+	// BlockConcurrencyTimeout bounds constructors and BlockConcurrencyWhile.
+	// 0 means DefaultBlockConcurrencyTimeout.
+	BlockConcurrencyTimeout time.Duration
+	// MaxQueue bounds the calls waiting for one object. 0 means
+	// DefaultMaxQueue.
+	MaxQueue int
+	// Clock is the time source; nil means the wall clock.
+	Clock Clock
+	// Logger receives the runtime's structured logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Runtime hosts namespaces of objects. It is safe for concurrent use.
+type Runtime struct {
+	opts   Options
+	eng    *engine.Engine
+	dur    *durability.Group
+	log    *slog.Logger
+	lockFD *os.File
+
+	mu         sync.Mutex // guards namespaces, closed
+	namespaces map[string]*nsCore
+	closed     bool
+
+	bg       sync.WaitGroup // WaitUntil goroutines
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+}
+
+// ErrLocked means another process has the data folder open.
+var ErrLocked = errors.New("durable: data folder is in use by another process")
+
+// Open starts a runtime over opts.Dir.
+func Open(opts Options) (*Runtime, error) {
+	if opts.Dir == "" {
+		opts.Dir = DefaultDir
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.PinnedIdleTimeout == 0 {
+		opts.PinnedIdleTimeout = DefaultPinnedIdleTimeout
+	}
+	if opts.BlockConcurrencyTimeout == 0 {
+		opts.BlockConcurrencyTimeout = DefaultBlockConcurrencyTimeout
+	}
+	if opts.MaxQueue == 0 {
+		opts.MaxQueue = DefaultMaxQueue
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.IdleTimeout < 0 || opts.PinnedIdleTimeout < 0 || opts.BlockConcurrencyTimeout < 0 || opts.MaxQueue < 0 {
+		return nil, errors.New("durable: Options: negative timeout or queue size")
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("durable: open: %w", err)
+	}
+	lockFD, err := os.OpenFile(filepath.Join(opts.Dir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("durable: open: %w", err)
+	}
+	if err := syscall.Flock(int(lockFD.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lockFD.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, opts.Dir)
+		}
+		return nil, fmt.Errorf("durable: lock %s: %w", opts.Dir, err)
+	}
+	sweep := min(opts.IdleTimeout, opts.PinnedIdleTimeout) / 4
+	sweep = max(sweep, time.Millisecond)
+	mode := durability.Fsync
+	if opts.Durability == NoSync {
+		mode = durability.NoSync
+	}
+	rt := &Runtime{
+		opts:       opts,
+		log:        opts.Logger,
+		lockFD:     lockFD,
+		namespaces: make(map[string]*nsCore),
+		dur:        durability.New(durability.Config{Mode: mode}),
+		eng: engine.New(engine.Config{
+			Clock:         opts.Clock,
+			MaxQueue:      opts.MaxQueue,
+			SweepInterval: min(sweep, engine.DefaultSweepInterval),
+			Logger:        opts.Logger,
+		}),
+	}
+	rt.bgCtx, rt.bgCancel = context.WithCancel(context.Background())
+	return rt, nil
+}
+
+// Dir returns the data folder.
+func (rt *Runtime) Dir() string { return rt.opts.Dir }
+
+// Shutdown stops the runtime gracefully: new calls fail with ErrClosed,
+// calls in flight finish (until ctx ends), WaitUntil functions are
+// cancelled and awaited, every object is closed and the data folder is
+// unlocked. It leaves no goroutine behind.
+func (rt *Runtime) Shutdown(ctx context.Context) error {
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		return nil
+	}
+	rt.closed = true
+	rt.mu.Unlock()
+
+	err := rt.eng.Shutdown(ctx)
+	rt.bgCancel()
+	rt.bg.Wait()
+	if err != nil {
+		// Calls are still running: close what can be closed anyway.
+		rt.eng.EvictAll()
+	}
+	rt.dur.Close()
+	syscall.Flock(int(rt.lockFD.Fd()), syscall.LOCK_UN)
+	rt.lockFD.Close()
+	return err
+}
+
+// Close shuts the runtime down without waiting for calls in flight.
+func (rt *Runtime) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := rt.Shutdown(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Stats are counters of a runtime.
+type Stats struct {
+	Live      int64  // objects in memory
+	Evictions uint64 // objects evicted for idleness
+	Commits   uint64 // storage commits
+	Syncs     uint64 // fsyncs (fewer than commits thanks to group commit)
+}
+
+// Stats returns the runtime's counters.
+func (rt *Runtime) Stats() Stats {
+	ds := rt.dur.Stats()
+	return Stats{
+		Live:      rt.eng.Live(),
+		Evictions: rt.eng.Evictions(),
+		Commits:   ds.Commits,
+		Syncs:     ds.Syncs,
+	}
+}
+
+// EvictIdle evicts every object that is not running or waiting for a call
+// right now, as if its idle time had passed. Sockets of hibernatable
+// objects stay open. It returns how many objects were evicted.
+func (rt *Runtime) EvictIdle() int { return rt.eng.EvictAll() }
+
+// goBackground runs fn in a goroutine owned by the runtime; Shutdown
+// cancels ctx and waits for it. It reports false after shutdown.
+func (rt *Runtime) goBackground(fn func(ctx context.Context)) bool {
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		return false
+	}
+	rt.bg.Add(1)
+	rt.mu.Unlock()
+	go func() {
+		defer rt.bg.Done()
+		fn(rt.bgCtx)
+	}()
+	return true
+}

@@ -1,0 +1,467 @@
+package durable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/durable-go/durable/internal/durability"
+	"github.com/durable-go/durable/internal/engine"
+)
+
+// objectDB is what a turn needs of an object's database.
+type objectDB interface {
+	// Commit commits the turn's implicit transaction and returns the
+	// ticket that releases its output (or the ticket of the last earlier
+	// commit if the turn wrote nothing).
+	Commit() (durability.Ticket, error)
+	// Rollback discards the turn's writes.
+	Rollback() error
+	// Close closes the database.
+	Close() error
+}
+
+// activation is one live instance of an object, from its construction to
+// its eviction or reset. It implements engine.Activation.
+type activation struct {
+	c     *nsCore
+	o     *engine.Object
+	id    ID
+	inst  any
+	state *State
+
+	ctx    context.Context // cancelled when the activation closes
+	cancel context.CancelFunc
+
+	pending atomic.Int32 // WaitUntil functions running
+
+	mu     sync.Mutex // guards db, closed, cause, broken, turn
+	db     objectDB
+	closed bool
+	cause  error // why it closed
+	broken error // set by a failed BlockConcurrencyWhile or Abort: reset at turn end
+	turn   *turn // the turn running now, nil between turns
+}
+
+var _ engine.Activation = (*activation)(nil)
+
+// Hibernatable is implemented by objects that must not be evicted after the
+// short idle time (DefaultIdleTimeout): returning false keeps an idle object
+// in memory for Options.PinnedIdleTimeout instead.
+type Hibernatable interface {
+	Hibernatable() bool
+}
+
+func (a *activation) IdleTimeout() time.Duration {
+	if h, ok := a.inst.(Hibernatable); ok && !h.Hibernatable() {
+		return a.c.rt.opts.PinnedIdleTimeout
+	}
+	return a.c.rt.opts.IdleTimeout
+}
+
+func (a *activation) Busy() bool { return a.pending.Load() > 0 }
+
+func (a *activation) Close(cause error) {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	a.closed = true
+	a.cause = cause
+	db := a.db
+	a.db = nil
+	a.mu.Unlock()
+	a.cancel()
+	if db != nil {
+		if err := db.Close(); err != nil {
+			a.c.rt.log.Warn("close object database", "namespace", a.c.name, "id", a.id.String(), "err", err)
+		}
+	}
+	if cause != nil {
+		a.c.rt.log.Info("object reset", "namespace", a.c.name, "id", a.id.String(), "cause", cause)
+	}
+}
+
+// closedErr returns why the activation is closed, or nil.
+func (a *activation) closedErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.closed {
+		return nil
+	}
+	if a.cause != nil {
+		return fmt.Errorf("%w: %w", ErrObjectReset, a.cause)
+	}
+	return ErrObjectReset
+}
+
+func (a *activation) setBroken(err error) {
+	a.mu.Lock()
+	if a.broken == nil {
+		a.broken = err
+	}
+	a.mu.Unlock()
+}
+
+// commit commits the current turn's writes.
+func (a *activation) commit() (durability.Ticket, error) {
+	a.mu.Lock()
+	db := a.db
+	a.mu.Unlock()
+	if db == nil {
+		return durability.Ticket{}, nil
+	}
+	return db.Commit()
+}
+
+func (a *activation) rollback() {
+	a.mu.Lock()
+	db := a.db
+	a.mu.Unlock()
+	if db != nil {
+		if err := db.Rollback(); err != nil {
+			a.setBroken(err)
+		}
+	}
+}
+
+// turnKey is the context key under which a handler's ctx carries its turn.
+type turnKey struct{}
+
+// turn is one event being handled by an object. Its ctx lets outgoing
+// calls find it, give up the object's turn while they wait and take it back.
+type turn struct {
+	o *engine.Object
+	a *activation
+
+	mu       sync.Mutex // guards tok, block, out, released
+	tok      uint64     // the engine turn token held
+	block    int        // BlockConcurrencyWhile depth
+	out      int        // outgoing calls in flight
+	released bool       // the engine turn is given up during outgoing calls
+	stale    atomic.Bool
+}
+
+func turnFrom(ctx context.Context) *turn {
+	t, _ := ctx.Value(turnKey{}).(*turn)
+	return t
+}
+
+// yield is called before an outgoing call made with the handler's ctx. The
+// writes so far are committed and made durable (the output gate holds the
+// call until then); then, unless BlockConcurrencyWhile is active, the
+// object's turn is given up so other events can run while the call waits.
+func (t *turn) yield(ctx context.Context) error {
+	if t.stale.Load() {
+		return t.a.closedErr()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.out++
+	if t.out > 1 {
+		return nil // a concurrent outgoing call already yielded
+	}
+	ticket, err := t.a.commit()
+	if err == nil {
+		err = ticket.Wait(ctx)
+	}
+	if err != nil {
+		t.out--
+		t.a.setBroken(fmt.Errorf("%w: %w", ErrDurability, err))
+		return fmt.Errorf("%w: %w", ErrDurability, err)
+	}
+	if t.block == 0 {
+		t.o.Release(t.tok)
+		t.released = true
+	}
+	return nil
+}
+
+// resume takes the turn back after an outgoing call.
+func (t *turn) resume() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.out--
+	if t.out > 0 || !t.released || t.stale.Load() {
+		if t.stale.Load() {
+			return t.a.closedErr()
+		}
+		return nil
+	}
+	tok, err := t.o.Acquire(context.Background(), true)
+	if err != nil {
+		t.stale.Store(true)
+		return err
+	}
+	if t.o.Activation() != engine.Activation(t.a) {
+		// The object was reset while we waited: this handler is a zombie.
+		t.o.Release(tok)
+		t.stale.Store(true)
+		return t.a.closedErr()
+	}
+	t.tok = tok
+	t.released = false
+	return nil
+}
+
+// blockWhile runs fn with the object's turn held even across outgoing
+// calls. If fn runs past the runtime's BlockConcurrencyTimeout the object is
+// reset at once and other events proceed; fn's ctx is cancelled.
+func (t *turn) blockWhile(ctx context.Context, fn func(ctx context.Context) error) error {
+	t.mu.Lock()
+	t.block++
+	tok := t.tok
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.block--
+		t.mu.Unlock()
+	}()
+	rt := t.a.c.rt
+	bctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var timedOut atomic.Bool
+	a := t.a
+	timer := rt.opts.Clock.AfterFunc(rt.opts.BlockConcurrencyTimeout, func() {
+		timedOut.Store(true)
+		cancel(ErrBlockTimeout)
+		t.stale.Store(true)
+		t.o.ForceReset(tok, a, ErrBlockTimeout)
+	})
+	err := fn(bctx)
+	timer.Stop()
+	if timedOut.Load() {
+		return fmt.Errorf("%w: %w", ErrObjectReset, ErrBlockTimeout)
+	}
+	if err != nil {
+		a.setBroken(err)
+	}
+	return err
+}
+
+// abortSignal is the panic value of State.Abort.
+type abortSignal struct{ reason string }
+
+// invoke delivers one event to the object id: it takes the object's turn
+// (constructing the object if needed), runs fn on the caller's goroutine,
+// commits the turn's writes and, once they are durable, returns fn's error.
+// name names the method for error messages.
+func (c *nsCore) invoke(ctx context.Context, id ID, name func() string, fn func(ctx context.Context, inst any) error) (err error) {
+	if caller := turnFrom(ctx); caller != nil {
+		if err := caller.yield(ctx); err != nil {
+			return err
+		}
+		defer func() {
+			if rerr := caller.resume(); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+	}
+	o, err := c.rt.eng.Enter(c.objectKey(id))
+	if err != nil {
+		return err
+	}
+	defer o.Leave()
+	tok, err := o.Acquire(ctx, false)
+	if err != nil {
+		if errors.Is(err, ErrOverloaded) {
+			return fmt.Errorf("%w: %s %s (%d queued)", ErrOverloaded, c.name, id.String()[:12], o.Queued())
+		}
+		return err
+	}
+	t := &turn{o: o, tok: tok}
+
+	a, _ := o.Activation().(*activation)
+	if a != nil {
+		a.mu.Lock()
+		broken := a.broken
+		a.mu.Unlock()
+		if broken != nil { // an Abort outside a turn
+			o.Reset(a, broken)
+			a = nil
+		}
+	}
+	if a == nil {
+		a, err = c.activate(ctx, t, id)
+		if err != nil {
+			t.o.Release(t.tok)
+			return err
+		}
+	}
+	t.a = a
+	a.mu.Lock()
+	a.turn = t
+	a.mu.Unlock()
+
+	tctx := context.WithValue(ctx, turnKey{}, t)
+	herr, panicErr := runHandler(tctx, fn, a.inst)
+
+	ticket, ferr := t.end(herr, panicErr)
+	if ferr != nil {
+		return ferr
+	}
+	if panicErr != nil {
+		return &RemoteError{Namespace: c.name, ID: id.String(), Method: name(), Message: panicErr.Error(), Panic: true}
+	}
+	if werr := ticket.Wait(ctx); werr != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return fmt.Errorf("%w: %w", ErrDurability, werr)
+	}
+	if herr != nil {
+		return toRemote(c.name, id, name(), herr)
+	}
+	return nil
+}
+
+// end finishes a turn: it commits (or, after an error, rolls back) the
+// turn's writes, resets the object if the turn broke it, and gives up the
+// turn. It returns the ticket the reply must wait for.
+func (t *turn) end(herr, panicErr error) (durability.Ticket, error) {
+	a := t.a
+	a.mu.Lock()
+	if a.turn == t {
+		a.turn = nil
+	}
+	broken := a.broken
+	a.mu.Unlock()
+	if t.stale.Load() {
+		// The turn was taken away (timeout) or the object reset while an
+		// outgoing call waited; whatever this handler did is discarded.
+		return durability.Ticket{}, a.closedErr()
+	}
+	if cerr := a.closedErr(); cerr != nil {
+		t.release()
+		return durability.Ticket{}, cerr
+	}
+	var ticket durability.Ticket
+	var err error
+	switch {
+	case panicErr != nil || broken != nil:
+		a.rollback()
+		cause := panicErr
+		if cause == nil {
+			cause = broken
+		}
+		t.o.Reset(a, cause)
+		t.release()
+		if panicErr != nil {
+			if as, ok := panicErr.(*abortError); ok {
+				return ticket, fmt.Errorf("%w: %w", ErrObjectReset, as)
+			}
+			return ticket, nil // reported as a RemoteError with Panic set
+		}
+		return ticket, fmt.Errorf("%w: %w", ErrObjectReset, broken)
+	case herr != nil:
+		a.rollback()
+		ticket, err = a.commit() // nothing to commit: the ticket of earlier writes
+	default:
+		ticket, err = a.commit()
+	}
+	if err != nil {
+		a.rollback()
+		t.o.Reset(a, err)
+		t.release()
+		return ticket, fmt.Errorf("%w: %w", ErrDurability, err)
+	}
+	t.release()
+	return ticket, nil
+}
+
+func (t *turn) release() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.released {
+		t.o.Release(t.tok)
+		t.released = true
+	}
+}
+
+// abortError is how Abort's reason travels.
+type abortError struct{ reason string }
+
+func (e *abortError) Error() string { return "aborted: " + e.reason }
+
+// runHandler calls fn, turning a panic into panicErr.
+func runHandler(ctx context.Context, fn func(context.Context, any) error, inst any) (herr, panicErr error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if as, ok := p.(abortSignal); ok {
+				panicErr = &abortError{reason: as.reason}
+				return
+			}
+			panicErr = &panicError{value: p, stack: debug.Stack()}
+		}
+	}()
+	return fn(ctx, inst), nil
+}
+
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string { return fmt.Sprint(e.value) }
+
+// activate constructs the object inside turn t.
+func (c *nsCore) activate(ctx context.Context, t *turn, id ID) (*activation, error) {
+	a := &activation{c: c, o: t.o, id: id}
+	a.ctx, a.cancel = context.WithCancel(c.rt.bgCtx)
+	a.state = &State{a: a}
+	t.a = a
+	a.mu.Lock()
+	a.turn = t
+	a.mu.Unlock()
+	tctx := context.WithValue(ctx, turnKey{}, t)
+	var inst any
+	err := t.blockWhile(tctx, func(ctx context.Context) error {
+		var perr error
+		var cerr error
+		cerr, perr = runHandler(ctx, func(context.Context, any) error {
+			var err error
+			inst, err = c.construct(a.state)
+			return err
+		}, nil)
+		if perr != nil {
+			return perr
+		}
+		return cerr
+	})
+	a.mu.Lock()
+	a.turn = nil
+	a.mu.Unlock()
+	if err == nil {
+		a.inst = inst
+		// Writes of the constructor belong to the first turn's transaction.
+		t.o.SetActivation(a)
+		return a, nil
+	}
+	a.rollback()
+	a.Close(err)
+	if t.stale.Load() {
+		return nil, err
+	}
+	var rerr *RemoteError
+	if errors.As(err, &rerr) {
+		return nil, err
+	}
+	_, isPanic := err.(*panicError)
+	return nil, &RemoteError{Namespace: c.name, ID: id.String(), Method: "constructor", Message: err.Error(), Panic: isPanic}
+}
+
+// toRemote wraps an error returned by a handler.
+func toRemote(ns string, id ID, method string, err error) error {
+	var re *RemoteError
+	if errors.As(err, &re) {
+		// An error that came back from a nested call travels on as it is.
+		return err
+	}
+	return &RemoteError{Namespace: ns, ID: id.String(), Method: method, Message: err.Error(),
+		Overloaded: IsOverloaded(err), Retryable: IsRetryable(err)}
+}
