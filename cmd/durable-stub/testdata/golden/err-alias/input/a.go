@@ -1,0 +1,6 @@
+package alias
+
+// Counter is an alias.
+type Counter = counter
+
+type counter struct{}

@@ -1,0 +1,7 @@
+package clash
+
+// Counter is a durable object.
+type Counter struct{}
+
+// CounterByName is already declared.
+func CounterByName() {}

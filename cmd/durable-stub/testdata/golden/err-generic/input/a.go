@@ -1,0 +1,4 @@
+package generic
+
+// Box is generic.
+type Box[T any] struct{ v T }

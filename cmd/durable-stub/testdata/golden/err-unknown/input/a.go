@@ -1,0 +1,4 @@
+package unknown
+
+// Counter exists; Missing does not.
+type Counter struct{}
