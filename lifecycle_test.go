@@ -209,9 +209,8 @@ type Sleeper struct {
 }
 
 type sleeperEnv struct {
-	clock   *clock.Fake
-	built   atomic.Int64
-	entered chan struct{}
+	clock *clock.Fake
+	built atomic.Int64
 }
 
 func newSleeper(st *durable.State, e *sleeperEnv) (*Sleeper, error) {
@@ -388,17 +387,6 @@ func TestEviction_PinnedIdleTimeout(t *testing.T) {
 	}
 }
 
-type Waiter struct{ st *durable.State }
-type waiterEnv struct {
-	started, finish chan struct{}
-	cancelled       chan error
-}
-
-func newWaiter(st *durable.State, e *waiterEnv) (*Waiter, error) { return &Waiter{st: st}, nil }
-func (w *Waiter) Start(ctx context.Context, _ int) error {
-	return nil
-}
-
 func TestWaitUntil_KeepsObjectAndIsCancelledOnShutdown(t *testing.T) {
 	fc := clock.NewFake(time.Unix(0, 0))
 	rt, err := durable.Open(durable.Options{Dir: t.TempDir(), Durability: durable.NoSync, Clock: fc})
@@ -407,7 +395,6 @@ func TestWaitUntil_KeepsObjectAndIsCancelledOnShutdown(t *testing.T) {
 	}
 	started := make(chan struct{})
 	result := make(chan error, 1)
-	type W struct{ st *durable.State }
 	ns := durable.MustRegister(rt, "W", func(st *durable.State, _ struct{}) (*Counter, error) {
 		st.WaitUntil(func(ctx context.Context) {
 			close(started)

@@ -71,18 +71,6 @@ func (l *turnLock) acquire(ctx context.Context, front bool) (uint64, error) {
 	return 0, context.Cause(ctx)
 }
 
-// tryAcquire takes the turn only if it is free and nobody waits.
-func (l *turnLock) tryAcquire() (uint64, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.owner != 0 || len(l.front) > 0 || len(l.back) > 0 {
-		return 0, false
-	}
-	l.next++
-	l.owner = l.next
-	return l.owner, true
-}
-
 // release hands the turn to the next waiter, or frees it. It reports false
 // (and does nothing) if tok no longer holds the turn.
 func (l *turnLock) release(tok uint64) bool {
