@@ -14,6 +14,7 @@ import (
 	"github.com/durable-go/durable/internal/clock"
 	"github.com/durable-go/durable/internal/durability"
 	"github.com/durable-go/durable/internal/engine"
+	"github.com/durable-go/durable/internal/storage"
 )
 
 // Defaults of Options.
@@ -73,6 +74,9 @@ type Options struct {
 	// MaxQueue bounds the calls waiting for one object. 0 means
 	// DefaultMaxQueue.
 	MaxQueue int
+	// MaxDatabaseSize bounds each object's database, in bytes. 0 means
+	// DefaultMaxDatabaseSize (10 GB).
+	MaxDatabaseSize int64
 	// Clock is the time source; nil means the wall clock.
 	Clock Clock
 	// Logger receives the runtime's structured logs; nil discards them.
@@ -84,6 +88,7 @@ type Runtime struct {
 	opts   Options
 	eng    *engine.Engine
 	dur    *durability.Group
+	spares *storage.Spares
 	log    *slog.Logger
 	lockFD *os.File
 
@@ -100,7 +105,9 @@ type Runtime struct {
 var ErrLocked = errors.New("durable: data folder is in use by another process")
 
 // Open starts a runtime over opts.Dir.
-func Open(opts Options) (*Runtime, error) {
+func Open(opts Options) (*Runtime, error) { return open(opts, nil) }
+
+func open(opts Options, syncFile func(*os.File) error) (*Runtime, error) {
 	if opts.Dir == "" {
 		opts.Dir = DefaultDir
 	}
@@ -150,13 +157,23 @@ func Open(opts Options) (*Runtime, error) {
 		log:        opts.Logger,
 		lockFD:     lockFD,
 		namespaces: make(map[string]*nsCore),
-		dur:        durability.New(durability.Config{Mode: mode}),
+		dur:        durability.New(durability.Config{Mode: mode, SyncFile: syncFile}),
 		eng: engine.New(engine.Config{
 			Clock:         opts.Clock,
 			MaxQueue:      opts.MaxQueue,
 			SweepInterval: min(sweep, engine.DefaultSweepInterval),
 			Logger:        opts.Logger,
 		}),
+	}
+	rt.spares, err = storage.NewSpares(storage.SparesConfig{
+		Dir:  filepath.Join(opts.Dir, ".spares"),
+		Sync: mode == durability.Fsync,
+	})
+	if err != nil {
+		rt.eng.Shutdown(context.Background())
+		rt.dur.Close()
+		lockFD.Close()
+		return nil, fmt.Errorf("durable: open: %w", err)
 	}
 	rt.bgCtx, rt.bgCancel = context.WithCancel(context.Background())
 	return rt, nil
@@ -185,6 +202,7 @@ func (rt *Runtime) Shutdown(ctx context.Context) error {
 		// Calls are still running: close what can be closed anyway.
 		rt.eng.EvictAll()
 	}
+	rt.spares.Close()
 	rt.dur.Close()
 	syscall.Flock(int(rt.lockFD.Fd()), syscall.LOCK_UN)
 	rt.lockFD.Close()

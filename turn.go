@@ -437,8 +437,15 @@ func (c *nsCore) activate(ctx context.Context, t *turn, id ID) (*activation, err
 	a.turn = nil
 	a.mu.Unlock()
 	if err == nil {
+		// The constructor's writes commit on their own, so that a failing
+		// first call cannot roll back the object's setup. Replies of later
+		// turns wait for this commit too (tickets are ordered per file).
+		if _, err = a.commit(); err != nil {
+			err = fmt.Errorf("%w: %w", ErrDurability, err)
+		}
+	}
+	if err == nil {
 		a.inst = inst
-		// Writes of the constructor belong to the first turn's transaction.
 		t.o.SetActivation(a)
 		return a, nil
 	}

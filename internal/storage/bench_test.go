@@ -1,0 +1,346 @@
+package storage_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"zombiezen.com/go/sqlite"
+
+	"github.com/durable-go/durable/internal/durability"
+	"github.com/durable-go/durable/internal/storage"
+)
+
+func seedTable(b *testing.B, db *storage.DB, n int) {
+	b.Helper()
+	exec(b, db, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER NOT NULL)")
+	for i := range n {
+		exec(b, db, "INSERT INTO t (id, name, n) VALUES (?, ?, ?)", i, "name-"+strconv.Itoa(i), i*2)
+	}
+	commit(b, db)
+}
+
+// BenchmarkExecPointRead reads one row by primary key through Exec and
+// Scan, inside one long turn (as a handler doing many reads would).
+func BenchmarkExecPointRead(b *testing.B) {
+	db := openDB(b, storage.Options{})
+	seedTable(b, db, 1000)
+	var name string
+	var n int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cur, err := db.Exec("SELECT name, n FROM t WHERE id = ?", i%1000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cur.One(&name, &n); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	db.Rollback()
+}
+
+// BenchmarkRawPointRead is the same read with the bare driver.
+func BenchmarkRawPointRead(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "raw.sqlite")
+	c, err := sqlite.OpenConn(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	run := func(q string, args ...any) {
+		s := c.Prep(q)
+		for i, a := range args {
+			switch v := a.(type) {
+			case int:
+				s.BindInt64(i+1, int64(v))
+			case string:
+				s.BindText(i+1, v)
+			}
+		}
+		for {
+			row, err := s.Step()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !row {
+				break
+			}
+		}
+	}
+	run("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER NOT NULL)")
+	run("BEGIN")
+	for i := range 1000 {
+		run("INSERT INTO t (id, name, n) VALUES (?, ?, ?)", i, "name-"+strconv.Itoa(i), i*2)
+	}
+	run("COMMIT")
+	run("BEGIN")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s := c.Prep("SELECT name, n FROM t WHERE id = ?")
+		s.BindInt64(1, int64(i%1000))
+		row, err := s.Step()
+		if err != nil || !row {
+			b.Fatal(err)
+		}
+		_ = s.ColumnText(0)
+		_ = s.ColumnInt64(1)
+		if row, err := s.Step(); err != nil || row {
+			b.Fatal("second row", err)
+		}
+		s.Reset()
+	}
+	b.StopTimer()
+	run("ROLLBACK")
+}
+
+func BenchmarkKVPut(b *testing.B) {
+	db := openDB(b, storage.Options{})
+	val := make([]byte, 100)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := db.Put("key-"+strconv.Itoa(i%10000), val); err != nil {
+			b.Fatal(err)
+		}
+		if i%1000 == 999 {
+			commit(b, db)
+		}
+	}
+	b.StopTimer()
+	commit(b, db)
+}
+
+func BenchmarkKVGet(b *testing.B) {
+	db := openDB(b, storage.Options{})
+	val := make([]byte, 100)
+	for i := range 1000 {
+		if err := db.Put("key-"+strconv.Itoa(i), val); err != nil {
+			b.Fatal(err)
+		}
+	}
+	commit(b, db)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, ok, err := db.Get("key-" + strconv.Itoa(i%1000)); err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+	}
+	b.StopTimer()
+	db.Rollback()
+}
+
+// benchCommit measures one turn that writes one KV entry and commits,
+// waiting for the ticket.
+func benchCommit(b *testing.B, mode durability.Mode) {
+	db := openDB(b, storage.Options{Durability: newGroup(b, mode)})
+	val := make([]byte, 100)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := db.Put("key-"+strconv.Itoa(i%1000), val); err != nil {
+			b.Fatal(err)
+		}
+		commit(b, db)
+	}
+}
+
+func BenchmarkCommitNoSync(b *testing.B) { benchCommit(b, durability.NoSync) }
+func BenchmarkCommitFsync(b *testing.B)  { benchCommit(b, durability.Fsync) }
+
+// BenchmarkOpenNew activates a new object: Open of a path that does not
+// exist, one KV read and Commit (Close is not timed). It reports the median
+// as p50-ns. With Spares, the pool is filled before the timer starts and
+// is large enough not to refill during the run: refilling competes with
+// Open for the file system journal, and that cost belongs to the
+// background, not to activation latency.
+func BenchmarkOpenNew(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		spares bool
+		mode   durability.Mode
+		warm   int // other databases kept open (see BenchmarkOpenExisting)
+	}{
+		{"Template/NoSync", false, durability.NoSync, 0},
+		{"Template/Fsync", false, durability.Fsync, 0},
+		{"Spares/NoSync", true, durability.NoSync, 0},
+		{"Spares/Fsync", true, durability.Fsync, 0},
+		{"Spares/NoSync/Warm", true, durability.NoSync, 10},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			dir := b.TempDir()
+			opts := storage.Options{Durability: newGroup(b, tc.mode)}
+			for i := range tc.warm {
+				db := openAt(b, filepath.Join(dir, "warm", strconv.Itoa(i)), opts)
+				if err := db.Put("k", []byte("v")); err != nil {
+					b.Fatal(err)
+				}
+				commit(b, db)
+			}
+			if tc.spares {
+				n := 2*b.N + 2
+				sp, err := storage.NewSpares(storage.SparesConfig{Dir: filepath.Join(dir, "spares"), Count: n, Sync: tc.mode == durability.Fsync})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer sp.Close()
+				opts.Spares = sp
+				for sp.Ready() < n {
+					if err := sp.Err(); err != nil {
+						b.Fatal(err)
+					}
+					runtime.Gosched()
+				}
+			}
+			times := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				db, err := storage.Open(filepath.Join(dir, "objects", strconv.Itoa(i)), opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := db.Get("k"); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := db.Commit(); err != nil {
+					b.Fatal(err)
+				}
+				times = append(times, time.Since(start))
+				b.StopTimer()
+				db.Close()
+				b.StartTimer()
+			}
+			b.StopTimer()
+			slices.Sort(times)
+			b.ReportMetric(float64(times[len(times)/2].Nanoseconds()), "p50-ns")
+		})
+	}
+}
+
+// BenchmarkOpenExisting reactivates an object: Open, one read, Commit,
+// Close (all timed: a hibernated object pays both).
+//
+// With Warm, ten other databases stay open meanwhile, as in a running
+// server: the C allocator then has partly used pages to serve from instead
+// of mapping and unmapping memory for every Open and Close.
+func BenchmarkOpenExisting(b *testing.B) {
+	b.Run("Cold", func(b *testing.B) { benchOpenExisting(b, 0) })
+	b.Run("Warm", func(b *testing.B) { benchOpenExisting(b, 10) })
+}
+
+func benchOpenExisting(b *testing.B, others int) {
+	path := filepath.Join(b.TempDir(), "db.sqlite")
+	opts := storage.Options{Durability: newGroup(b, durability.NoSync)}
+	for i := range others {
+		db := openAt(b, filepath.Join(b.TempDir(), strconv.Itoa(i)), opts)
+		if err := db.Put("k", []byte("v")); err != nil {
+			b.Fatal(err)
+		}
+		commit(b, db)
+	}
+	db, err := storage.Open(path, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := db.Put("k", []byte("v")); err != nil {
+		b.Fatal(err)
+	}
+	commit(b, db)
+	db.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		db, err := storage.Open(path, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := db.Get("k"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := db.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkIdleMemory opens b.N small databases (at least 100), leaves
+// them idle after one turn each, and reports the resident memory each one
+// costs (rss-bytes/db) and the part SQLite accounts for in its page cache,
+// schema and statements before any release (sqlite-bytes/db). Run with
+// -benchtime=500x.
+//
+// Released calls ReleaseMemory after the turn, as an engine would for an
+// idle object.
+func BenchmarkIdleMemory(b *testing.B) {
+	b.Run("Cached", func(b *testing.B) { benchIdleMemory(b, false) })
+	b.Run("Released", func(b *testing.B) { benchIdleMemory(b, true) })
+}
+
+func benchIdleMemory(b *testing.B, release bool) {
+	n := max(b.N, 100)
+	dir := b.TempDir()
+	opts := storage.Options{Durability: newGroup(b, durability.NoSync)}
+	// Create them first, so that file creation does not count.
+	for i := range n {
+		db, err := storage.Open(filepath.Join(dir, strconv.Itoa(i)), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		db.Close()
+	}
+	runtime.GC()
+	before := rss(b)
+	dbs := make([]*storage.DB, n)
+	var sqliteMem int64
+	for i := range dbs {
+		db, err := storage.Open(filepath.Join(dir, strconv.Itoa(i)), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := db.Put("k", []byte("v")); err != nil {
+			b.Fatal(err)
+		}
+		cur, err := db.Exec("SELECT count(*) FROM sqlite_schema")
+		if err != nil {
+			b.Fatal(err)
+		}
+		cur.Close()
+		if _, err := db.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		sqliteMem += db.Stats().Memory
+		if release {
+			db.ReleaseMemory()
+		}
+		dbs[i] = db
+	}
+	runtime.GC()
+	after := rss(b)
+	b.ReportMetric(float64(after-before)/float64(n), "rss-bytes/db")
+	b.ReportMetric(float64(sqliteMem)/float64(n), "sqlite-bytes/db")
+	for _, db := range dbs {
+		db.Close()
+	}
+}
+
+func rss(b *testing.B) int64 {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		b.Skip("no /proc/self/statm")
+	}
+	var size, res int64
+	fmt.Sscan(string(data), &size, &res)
+	return res * int64(os.Getpagesize())
+}
