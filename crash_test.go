@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -203,24 +204,39 @@ func TestCrash_AcknowledgedWritesSurvive(t *testing.T) {
 // contents as they were when the fsync began: what a power loss right
 // after it would leave on disk.
 type powerLoss struct {
-	mu     sync.Mutex
-	images map[string][]byte // path -> content
+	mu      sync.Mutex
+	images  map[string][]byte // path -> content
+	batches int
 }
 
 func (p *powerLoss) sync(f *os.File) error {
-	wal := f.Name()
-	db := strings.TrimSuffix(wal, "-wal")
-	walImg, err1 := os.ReadFile(wal)
-	dbImg, err2 := os.ReadFile(db)
-	if err := f.Sync(); err != nil {
-		return err
+	return p.syncAll([]*os.File{f})
+}
+
+// syncAll snapshots every file, then makes them durable, then publishes the
+// snapshots: only what was written before the sync began counts as synced.
+func (p *powerLoss) syncAll(files []*os.File) error {
+	images := map[string][]byte{}
+	for _, f := range files {
+		wal := f.Name()
+		db := strings.TrimSuffix(wal, "-wal")
+		walImg, err1 := os.ReadFile(wal)
+		dbImg, err2 := os.ReadFile(db)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("snapshot: %v %v", err1, err2)
+		}
+		images[wal], images[db] = walImg, dbImg
 	}
-	if err1 != nil || err2 != nil {
-		return fmt.Errorf("snapshot: %v %v", err1, err2)
+	for _, f := range files {
+		if err := f.Sync(); err != nil {
+			return err
+		}
 	}
 	p.mu.Lock()
-	p.images[wal] = walImg
-	p.images[db] = dbImg
+	maps.Copy(p.images, images)
+	if len(files) > 1 {
+		p.batches++
+	}
 	p.mu.Unlock()
 	return nil
 }
@@ -241,10 +257,10 @@ func (p *powerLoss) crash(t *testing.T, dir string) {
 	})
 }
 
-func runPowerLoss(t *testing.T, mode durable.Durability) (acked, missing int) {
+func runPowerLoss(t *testing.T, mode durable.Durability) (acked, missing, batches int) {
 	dir := t.TempDir()
 	pl := &powerLoss{images: map[string][]byte{}}
-	rt, err := durable.OpenWithSyncHook(durable.Options{Dir: dir, Durability: mode}, pl.sync)
+	rt, err := durable.OpenWithSyncHooks(durable.Options{Dir: dir, Durability: mode}, pl.sync, pl.syncAll, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,16 +269,16 @@ func runPowerLoss(t *testing.T, mode durable.Durability) (acked, missing int) {
 	var ackedNs []int64
 	var wg sync.WaitGroup
 	var next atomic.Int64
-	for range 8 {
+	for range 32 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
 				n := next.Add(1)
-				if n > 400 {
+				if n > 2000 {
 					return
 				}
-				stub := ns.GetByName(fmt.Sprint("j", n%4))
+				stub := ns.GetByName(fmt.Sprint("j", n%powerLossObjects))
 				if err := durable.Do1(context.Background(), stub, (*Journal).Append, n); err != nil {
 					t.Error(err)
 					return
@@ -282,7 +298,7 @@ func runPowerLoss(t *testing.T, mode durable.Durability) (acked, missing int) {
 	rt2 := openRuntime(t, durable.Options{Dir: dir, Durability: durable.NoSync})
 	ns2 := durable.MustRegister(rt2, "Journal", newJournal, struct{}{})
 	present := map[int64]bool{}
-	for i := range 4 {
+	for i := range powerLossObjects {
 		all, err := durable.Call0(t.Context(), ns2.GetByName(fmt.Sprint("j", i)), (*Journal).All)
 		if err != nil {
 			t.Fatal(err)
@@ -296,20 +312,25 @@ func runPowerLoss(t *testing.T, mode durable.Durability) (acked, missing int) {
 			missing++
 		}
 	}
-	return len(ackedNs), missing
+	return len(ackedNs), missing, pl.batches
 }
+
+const powerLossObjects = 16
 
 // TestPowerLoss_AckFollowsFsync fails if a write is ever acknowledged
 // before the fsync that makes it durable: after a simulated power loss
 // that keeps only synced data, every acknowledged write must be there.
 func TestPowerLoss_AckFollowsFsync(t *testing.T) {
-	acked, missing := runPowerLoss(t, durable.Fsync)
-	t.Logf("fsync mode: %d acknowledged, %d missing after power loss", acked, missing)
+	acked, missing, batches := runPowerLoss(t, durable.Fsync)
+	t.Logf("fsync mode: %d acknowledged, %d missing after power loss (%d syncfs batches)", acked, missing, batches)
 	if missing != 0 {
 		t.Fatalf("%d acknowledged writes lost", missing)
 	}
+	if batches == 0 {
+		t.Error("no batched sync happened: the syncfs path went untested")
+	}
 	// Negative control: without fsync, the same check must see losses.
-	acked, missing = runPowerLoss(t, durable.NoSync)
+	acked, missing, _ = runPowerLoss(t, durable.NoSync)
 	t.Logf("nosync control: %d acknowledged, %d missing after power loss", acked, missing)
 	if missing == 0 {
 		t.Fatal("negative control: NoSync lost nothing, so the check cannot detect a missing fsync")

@@ -38,6 +38,23 @@
 //   - Eviction: an idle object leaves memory after Options.IdleTimeout,
 //     leaving no goroutine, file or timer behind.
 //
+// # HTTP and WebSockets
+//
+// An object that implements http.Handler handles HTTP: ServeHTTP runs as
+// one of its turns, and its buffered response reaches the client only once
+// the turn's writes are durable. A Stub is an http.Handler that forwards
+// to the object; Route serves /{name}/... from the objects of a namespace,
+// and NewServer is an http.Server with hardened limits:
+//
+//	rooms := durable.MustRegister(rt, "Room", NewRoom, env)
+//	srv := durable.NewServer(":8080", durable.Route(rooms))
+//
+// From ServeHTTP an object accepts WebSockets with State.AcceptWebSocket.
+// The runtime owns them: their messages arrive as turns of the optional
+// handlers WebSocketMessage, WebSocketClose and WebSocketError, and they
+// stay connected while the object is evicted (hibernation): the next
+// message constructs it again. See examples/chat.
+//
 // # Errors
 //
 // An error returned by an object's method reaches the caller as a

@@ -1,10 +1,14 @@
 package durable
 
-import "os"
+import (
+	"os"
 
-// OpenWithSyncHook opens a runtime whose durability layer calls hook
-// instead of fsync for every WAL sync. Tests use it to record what was
-// durable when.
-func OpenWithSyncHook(opts Options, hook func(*os.File) error) (*Runtime, error) {
-	return open(opts, hook)
+	"github.com/durable-go/durable/internal/durability"
+)
+
+// OpenWithSyncHooks opens a runtime whose durability layer calls file
+// instead of fsync for a WAL file, and fs instead of syncfs for a batch of
+// at least batch WAL files. Tests use them to record what was durable when.
+func OpenWithSyncHooks(opts Options, file func(*os.File) error, fs func([]*os.File) error, batch int) (*Runtime, error) {
+	return open(opts, durability.Config{SyncFile: file, SyncFS: fs, BatchThreshold: batch})
 }

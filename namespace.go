@@ -83,6 +83,7 @@ func Register[T any, E any](rt *Runtime, name string, newObject func(*State, E) 
 		return nil, fmt.Errorf("durable: namespace %q registered twice", name)
 	}
 	rt.namespaces[name] = c
+	rt.alarms.Ready(name) // alarms of the namespace may fire now
 	return &Namespace[T]{c: c}, nil
 }
 

@@ -11,9 +11,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/durable-go/durable/internal/alarm"
 	"github.com/durable-go/durable/internal/clock"
 	"github.com/durable-go/durable/internal/durability"
 	"github.com/durable-go/durable/internal/engine"
+	"github.com/durable-go/durable/internal/socket"
 	"github.com/durable-go/durable/internal/storage"
 )
 
@@ -77,6 +79,19 @@ type Options struct {
 	// MaxDatabaseSize bounds each object's database, in bytes. 0 means
 	// DefaultMaxDatabaseSize (10 GB).
 	MaxDatabaseSize int64
+	// AlarmRetries is how often a failing alarm is retried before it is
+	// dropped (and logged and counted in AlarmStats). 0 means
+	// DefaultAlarmRetries (6); negative means no retry.
+	AlarmRetries int
+	// AlarmRetryDelay is the wait before an alarm's first retry; each
+	// further retry waits twice as long. 0 means DefaultAlarmRetryDelay.
+	AlarmRetryDelay time.Duration
+	// AlarmRetryJitter is the largest random fraction added to each retry's
+	// wait. 0 means DefaultAlarmRetryJitter (0.25); negative means none.
+	AlarmRetryJitter float64
+	// AlarmConcurrency bounds the alarms delivered at once. 0 means
+	// DefaultAlarmConcurrency.
+	AlarmConcurrency int
 	// Clock is the time source; nil means the wall clock.
 	Clock Clock
 	// Logger receives the runtime's structured logs; nil discards them.
@@ -89,6 +104,8 @@ type Runtime struct {
 	eng    *engine.Engine
 	dur    *durability.Group
 	spares *storage.Spares
+	alarms *alarm.Scheduler
+	hub    *socket.Hub // WebSockets, outside activations (websocket.go)
 	log    *slog.Logger
 	lockFD *os.File
 
@@ -105,9 +122,10 @@ type Runtime struct {
 var ErrLocked = errors.New("durable: data folder is in use by another process")
 
 // Open starts a runtime over opts.Dir.
-func Open(opts Options) (*Runtime, error) { return open(opts, nil) }
+func Open(opts Options) (*Runtime, error) { return open(opts, durability.Config{}) }
 
-func open(opts Options, syncFile func(*os.File) error) (*Runtime, error) {
+// open opens a runtime; tests set the sync functions and batching of dur.
+func open(opts Options, dur durability.Config) (*Runtime, error) {
 	if opts.Dir == "" {
 		opts.Dir = DefaultDir
 	}
@@ -152,12 +170,13 @@ func open(opts Options, syncFile func(*os.File) error) (*Runtime, error) {
 	if opts.Durability == NoSync {
 		mode = durability.NoSync
 	}
+	dur.Mode = mode
 	rt := &Runtime{
 		opts:       opts,
 		log:        opts.Logger,
 		lockFD:     lockFD,
 		namespaces: make(map[string]*nsCore),
-		dur:        durability.New(durability.Config{Mode: mode, SyncFile: syncFile}),
+		dur:        durability.New(dur),
 		eng: engine.New(engine.Config{
 			Clock:         opts.Clock,
 			MaxQueue:      opts.MaxQueue,
@@ -175,7 +194,15 @@ func open(opts Options, syncFile func(*os.File) error) (*Runtime, error) {
 		lockFD.Close()
 		return nil, fmt.Errorf("durable: open: %w", err)
 	}
+	if err := openAlarms(rt); err != nil { // alarm.go
+		rt.spares.Close()
+		rt.eng.Shutdown(context.Background())
+		rt.dur.Close()
+		lockFD.Close()
+		return nil, err
+	}
 	rt.bgCtx, rt.bgCancel = context.WithCancel(context.Background())
+	rt.hub = socket.NewHub(socket.Config{Clock: opts.Clock, Logger: opts.Logger})
 	return rt, nil
 }
 
@@ -195,12 +222,18 @@ func (rt *Runtime) Shutdown(ctx context.Context) error {
 	rt.closed = true
 	rt.mu.Unlock()
 
+	rt.alarms.Stop() // no new alarm deliveries; those running finish below
+	// WebSockets close with 1001; no new socket events.
+	rt.hub.Close(ctx)
 	err := rt.eng.Shutdown(ctx)
 	rt.bgCancel()
 	rt.bg.Wait()
 	if err != nil {
 		// Calls are still running: close what can be closed anyway.
 		rt.eng.EvictAll()
+	}
+	if aerr := rt.alarms.Close(); aerr != nil && err == nil {
+		err = aerr
 	}
 	rt.spares.Close()
 	rt.dur.Close()

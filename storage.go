@@ -208,7 +208,11 @@ func (s *Storage) TransactionSync(fn func() error) error {
 	if err != nil {
 		return err
 	}
-	return db.TransactionSync(fn)
+	done := false
+	defer func() { s.a.forgetAlarmUnless(done && err == nil) }() // alarm.go
+	err = db.TransactionSync(fn)
+	done = true
+	return err
 }
 
 // Sync commits the turn's writes so far and waits until they are durable.
@@ -218,7 +222,7 @@ func (s *Storage) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ticket, err := db.Commit()
+	ticket, err := s.a.commitDB(db)
 	if err != nil {
 		return err
 	}
@@ -232,6 +236,7 @@ func (s *Storage) DeleteAll() error {
 	if err != nil {
 		return err
 	}
+	s.a.touchAlarm()
 	return db.DeleteAll()
 }
 

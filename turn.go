@@ -11,6 +11,7 @@ import (
 
 	"github.com/durable-go/durable/internal/durability"
 	"github.com/durable-go/durable/internal/engine"
+	"github.com/durable-go/durable/internal/socket"
 )
 
 // objectDB is what a turn needs of an object's database.
@@ -39,12 +40,13 @@ type activation struct {
 
 	pending atomic.Int32 // WaitUntil functions running
 
-	mu     sync.Mutex // guards db, closed, cause, broken, turn
+	mu     sync.Mutex // guards db, closed, cause, broken, turn, alarm
 	db     objectDB
 	closed bool
 	cause  error // why it closed
 	broken error // set by a failed BlockConcurrencyWhile or Abort: reset at turn end
 	turn   *turn // the turn running now, nil between turns
+	alarm  alarmState
 }
 
 var _ engine.Activation = (*activation)(nil)
@@ -116,7 +118,7 @@ func (a *activation) commit() (durability.Ticket, error) {
 	if db == nil {
 		return durability.Ticket{}, nil
 	}
-	return db.Commit()
+	return a.commitDB(db) // alarm.go
 }
 
 func (a *activation) rollback() {
@@ -145,6 +147,9 @@ type turn struct {
 	out      int        // outgoing calls in flight
 	released bool       // the engine turn is given up during outgoing calls
 	stale    atomic.Bool
+	// held holds WebSocket output until the turn's writes are durable
+	// (websocket.go); guarded by mu.
+	held *socket.Gate
 }
 
 func turnFrom(ctx context.Context) *turn {
@@ -175,6 +180,7 @@ func (t *turn) yield(ctx context.Context) error {
 		t.a.setBroken(fmt.Errorf("%w: %w", ErrDurability, err))
 		return fmt.Errorf("%w: %w", ErrDurability, err)
 	}
+	t.settleHeldLocked(nil) // the writes before the call are durable: release output
 	if t.block == 0 {
 		t.o.Release(t.tok)
 		t.released = true
@@ -290,6 +296,7 @@ func (c *nsCore) invoke(ctx context.Context, id ID, name func() string, fn func(
 		a, err = c.activate(ctx, t, id)
 		if err != nil {
 			t.o.Release(t.tok)
+			t.settleHeld(err)
 			return err
 		}
 	}
@@ -303,17 +310,22 @@ func (c *nsCore) invoke(ctx context.Context, id ID, name func() string, fn func(
 
 	ticket, ferr := t.end(herr, panicErr)
 	if ferr != nil {
+		t.settleHeld(ferr)
 		return ferr
 	}
 	if panicErr != nil {
+		t.settleHeld(panicErr)
 		return &RemoteError{Namespace: c.name, ID: id.String(), Method: name(), Message: panicErr.Error(), Panic: true}
 	}
 	if werr := ticket.Wait(ctx); werr != nil {
 		if ctx.Err() != nil {
+			t.settleHeldAfter(ticket)
 			return context.Cause(ctx)
 		}
+		t.settleHeld(werr)
 		return fmt.Errorf("%w: %w", ErrDurability, werr)
 	}
+	t.settleHeld(nil)
 	if herr != nil {
 		return toRemote(c.name, id, name(), herr)
 	}

@@ -91,11 +91,37 @@ func (n *Notes) Add(ctx context.Context, note string) (int64, error) {
 	return id, cur.One(&id)
 }
 
+// Room relays every WebSocket message to every socket in the room, the
+// sender included. Its sockets hibernate with it.
+type Room struct {
+	st *durable.State
+}
+
+func newRoom(st *durable.State, _ struct{}) (*Room, error) { return &Room{st: st}, nil }
+
+// ServeHTTP accepts a WebSocket with the hibernation API.
+func (r *Room) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if _, err := r.st.AcceptWebSocket(w, req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+	}
+}
+
+// WebSocketMessage broadcasts msg.
+func (r *Room) WebSocketMessage(ctx context.Context, ws *durable.WebSocket, msg durable.Message) error {
+	for _, peer := range r.st.WebSockets("") {
+		if err := peer.Send(ctx, msg); err != nil && peer == ws {
+			return err
+		}
+	}
+	return nil
+}
+
 // app is the reference workload server's HTTP handler.
 type app struct {
 	counters *durable.Namespace[Counter]
 	kvs      *durable.Namespace[KV]
 	notes    *durable.Namespace[Notes]
+	rooms    *durable.Namespace[Room]
 	mux      *http.ServeMux
 }
 
@@ -111,6 +137,16 @@ func newApp(rt *durable.Runtime) (*app, error) {
 	if a.notes, err = durable.Register(rt, "Notes", newNotes, struct{}{}); err != nil {
 		return nil, err
 	}
+	if a.rooms, err = durable.Register(rt, "Room", newRoom, struct{}{}); err != nil {
+		return nil, err
+	}
+	a.mux.HandleFunc("GET /ws/{name}", func(w http.ResponseWriter, r *http.Request) {
+		n, ok := name(w, r)
+		if !ok {
+			return
+		}
+		a.rooms.GetByName(n).ServeHTTP(w, r)
+	})
 	a.mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "pong") })
 	a.mux.HandleFunc("GET /counter/{name}/inc", a.counterInc)
 	a.mux.HandleFunc("GET /counter/{name}/get", a.counterGet)

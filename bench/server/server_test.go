@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/durable-go/durable"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 )
 
 func get(t *testing.T, base, path string) (int, string) {
@@ -99,7 +102,8 @@ func TestBadInput(t *testing.T) {
 	// Nothing was created.
 	var files []string
 	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && strings.HasSuffix(p, ".sqlite") && !strings.Contains(p, ".spares") {
+		rel, _ := filepath.Rel(dir, p)
+		if err == nil && strings.HasSuffix(p, ".sqlite") && !strings.HasPrefix(rel, ".") {
 			files = append(files, p)
 		}
 		return nil
@@ -167,5 +171,33 @@ func TestProcess(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		cmd.Process.Kill()
 		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+func TestWebSocketBroadcast(t *testing.T) {
+	base, _ := newTestServer(t)
+	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/ws/room1"
+	ctx := t.Context()
+	var conns []net.Conn
+	for range 2 {
+		c, _, _, err := ws.Dial(ctx, wsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	if err := wsutil.WriteClientText(conns[0], []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range conns { // the sender included
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		msg, err := wsutil.ReadServerText(c)
+		if err != nil || string(msg) != "hello" {
+			t.Fatalf("client %d got %q, %v", i, msg, err)
+		}
+	}
+	if status, _ := get(t, base, "/ws/bad$name"); status != http.StatusBadRequest {
+		t.Fatalf("bad room name: status %d", status)
 	}
 }

@@ -1,0 +1,212 @@
+package durable_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/durable-go/durable"
+	"github.com/durable-go/durable/internal/clock"
+)
+
+var (
+	benchAlarmObjects = flag.Int("alarmbench.objects", 10000, "objects in BenchmarkAlarm_Fire")
+	benchAlarmRounds  = flag.Int("alarmbench.rounds", 10, "alarms per object in BenchmarkAlarm_Fire")
+	benchStartup      = flag.Int("alarmbench.startup", 100000, "objects holding alarms in BenchmarkAlarm_Startup")
+)
+
+// Beeper is the alarm benchmarks' object: its handler counts in storage
+// and re-arms the alarm at once until it has fired env.rounds times.
+type Beeper struct {
+	st  *durable.State
+	env *beeperEnv
+}
+
+type beeperEnv struct {
+	clock  durable.Clock
+	rounds int
+	fired  atomic.Int64
+	done   chan struct{} // closed when fired reaches want
+	want   int64
+
+	mu   sync.Mutex // guards late
+	late []time.Duration
+}
+
+func newBeeper(st *durable.State, env *beeperEnv) (*Beeper, error) {
+	return &Beeper{st: st, env: env}, nil
+}
+
+func (b *Beeper) Set(ctx context.Context, at time.Time) error { return b.st.Storage().SetAlarm(at) }
+
+func (b *Beeper) Alarm(ctx context.Context, info durable.AlarmInfo) error {
+	late := b.env.clock.Now().Sub(info.Time)
+	s := b.st.Storage()
+	n, _, err := durable.Get[int](s, "n")
+	if err != nil {
+		return err
+	}
+	if err := s.Put("n", n+1); err != nil {
+		return err
+	}
+	if n+1 < b.env.rounds {
+		if err := s.SetAlarm(info.Time); err != nil { // in the past: due at once
+			return err
+		}
+	}
+	b.env.mu.Lock()
+	b.env.late = append(b.env.late, late)
+	b.env.mu.Unlock()
+	if b.env.fired.Add(1) == b.env.want {
+		close(b.env.done)
+	}
+	return nil
+}
+
+// waitBeeps waits until every alarm env expects has fired, or no alarm is
+// left to fire (then it reports the shortfall).
+func waitBeeps(b *testing.B, rt *durable.Runtime, env *beeperEnv) {
+	b.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-env.done:
+			return
+		case <-tick.C:
+			if st := rt.AlarmStats(); st.Scheduled+st.Running == 0 {
+				b.Logf("only %d of %d alarms fired: %+v", env.fired.Load(), env.want, st)
+				return
+			}
+		}
+	}
+}
+
+// setAlarms sets one alarm on each of objects Beepers, 64 calls at a time.
+func setAlarms(b *testing.B, ns *durable.Namespace[Beeper], objects int, at func(i int) time.Time) {
+	b.Helper()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < objects; i = int(next.Add(1)) - 1 {
+				if err := durable.Do1(context.Background(), ns.GetByName(fmt.Sprint("b", i)), (*Beeper).Set, at(i)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// BenchmarkAlarm_Fire: 100,000 alarms due at once across 10,000 objects
+// (each handler writes and re-arms its alarm until its 10th). The objects
+// are evicted first, so each one is activated by its first alarm. Reports
+// alarms fired per second.
+func BenchmarkAlarm_Fire(b *testing.B) {
+	for _, mode := range []durable.Durability{durable.Fsync, durable.NoSync} {
+		b.Run(map[durable.Durability]string{durable.Fsync: "fsync", durable.NoSync: "nosync"}[mode], func(b *testing.B) {
+			objects, rounds := *benchAlarmObjects, *benchAlarmRounds
+			for b.Loop() {
+				b.StopTimer()
+				fc := clock.NewFake(t0)
+				rt := openRuntime(b, durable.Options{Durability: mode, Clock: fc, IdleTimeout: noEviction})
+				env := &beeperEnv{clock: fc, rounds: rounds, want: int64(objects * rounds), done: make(chan struct{})}
+				ns := durable.MustRegister(rt, "Beeper", newBeeper, env)
+				setAlarms(b, ns, objects, func(int) time.Time { return t0.Add(time.Second) })
+				rt.EvictIdle()
+				before := rt.Stats()
+				b.StartTimer()
+				start := time.Now()
+				fc.Advance(time.Second)
+				waitBeeps(b, rt, env)
+				elapsed := time.Since(start)
+				b.StopTimer()
+				after, st := rt.Stats(), rt.AlarmStats()
+				b.ReportMetric(float64(env.fired.Load())/elapsed.Seconds(), "alarms/s")
+				b.ReportMetric(float64(after.Syncs-before.Syncs), "fsyncs")
+				b.ReportMetric(float64(st.IndexCommits), "index-commits")
+				if st.Failed != 0 {
+					b.Fatalf("%d deliveries failed", st.Failed)
+				}
+				rt.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// BenchmarkAlarm_Lateness: 2,000 alarms at random times over one second
+// of wall-clock time (2,000 alarms/s, not overloaded). Reports how late
+// the handlers ran after their alarm's time: p50, p99 and max.
+func BenchmarkAlarm_Lateness(b *testing.B) {
+	const objects = 2000
+	for b.Loop() {
+		b.StopTimer()
+		rt := openRuntime(b, durable.Options{})
+		env := &beeperEnv{clock: clock.Real{}, rounds: 1, want: objects, done: make(chan struct{})}
+		ns := durable.MustRegister(rt, "Beeper", newBeeper, env)
+		// Create the objects, then set the alarms (which is quick once
+		// they are live) to start half a second later.
+		setAlarms(b, ns, objects, func(int) time.Time { return time.Now().Add(time.Hour) })
+		setAt := time.Now()
+		setAlarms(b, ns, objects, func(i int) time.Time {
+			return setAt.Add(500*time.Millisecond + time.Duration(i)*time.Second/objects)
+		})
+		if time.Since(setAt) > 500*time.Millisecond {
+			b.Fatalf("setting the alarms took %v", time.Since(setAt))
+		}
+		b.StartTimer()
+		waitBeeps(b, rt, env)
+		b.StopTimer()
+		late := slices.Clone(env.late)
+		slices.Sort(late)
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		b.ReportMetric(ms(late[len(late)/2]), "p50-ms")
+		b.ReportMetric(ms(late[len(late)*99/100]), "p99-ms")
+		b.ReportMetric(ms(late[len(late)-1]), "max-ms")
+		rt.Close()
+		b.StartTimer()
+	}
+}
+
+// BenchmarkAlarm_Startup: opening a data folder in which 100,000 objects
+// hold alarms (not due), registering their namespace, and having every
+// alarm scheduled. No object database is opened.
+func BenchmarkAlarm_Startup(b *testing.B) {
+	objects := *benchStartup
+	dir := filepath.Join(b.TempDir(), "data")
+	fc := clock.NewFake(t0)
+	rt := openRuntime(b, durable.Options{Dir: dir, Durability: durable.NoSync, Clock: fc, IdleTimeout: noEviction})
+	ns := durable.MustRegister(rt, "Beeper", newBeeper, &beeperEnv{clock: fc})
+	setAlarms(b, ns, objects, func(i int) time.Time { return t0.Add(time.Hour + time.Duration(i)*time.Millisecond) })
+	if err := rt.Shutdown(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, ".alarms.sqlite")); err == nil {
+		b.ReportMetric(float64(fi.Size())/float64(objects), "index-bytes/alarm")
+	}
+	for b.Loop() {
+		rt, err := durable.Open(durable.Options{Dir: dir, Clock: fc})
+		if err != nil {
+			b.Fatal(err)
+		}
+		durable.MustRegister(rt, "Beeper", newBeeper, &beeperEnv{clock: fc})
+		if st := rt.AlarmStats(); st.Scheduled != objects || rt.Stats().Live != 0 {
+			b.Fatalf("after startup: %+v, %d live", st, rt.Stats().Live)
+		}
+		b.StopTimer()
+		rt.Close()
+		b.StartTimer()
+	}
+}
