@@ -148,8 +148,8 @@ func newApp(rt *durable.Runtime) (*app, error) {
 		a.rooms.GetByName(n).ServeHTTP(w, r)
 	})
 	a.mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "pong") })
-	a.mux.HandleFunc("GET /counter/{name}/inc", a.counterInc)
-	a.mux.HandleFunc("GET /counter/{name}/get", a.counterGet)
+	a.mux.HandleFunc("GET /counter/{name}/inc", a.counter((*Counter).Inc))
+	a.mux.HandleFunc("GET /counter/{name}/get", a.counter((*Counter).Get))
 	a.mux.HandleFunc("GET /kv/{name}/put", a.kvPut)
 	a.mux.HandleFunc("GET /kv/{name}/get", a.kvGet)
 	a.mux.HandleFunc("GET /rpc/{name}", a.rpc)
@@ -184,30 +184,20 @@ func fail(w http.ResponseWriter, err error) {
 	}
 }
 
-func (a *app) counterInc(w http.ResponseWriter, r *http.Request) {
-	n, ok := name(w, r)
-	if !ok {
-		return
+// counter serves /counter/{name}/... by calling method m of the counter.
+func (a *app) counter(m func(*Counter, context.Context) (int64, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		n, ok := name(w, r)
+		if !ok {
+			return
+		}
+		v, err := durable.Call0(r.Context(), a.counters.GetByName(n), m)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		fmt.Fprint(w, v)
 	}
-	v, err := durable.Call0(r.Context(), a.counters.GetByName(n), (*Counter).Inc)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	fmt.Fprint(w, v)
-}
-
-func (a *app) counterGet(w http.ResponseWriter, r *http.Request) {
-	n, ok := name(w, r)
-	if !ok {
-		return
-	}
-	v, err := durable.Call0(r.Context(), a.counters.GetByName(n), (*Counter).Get)
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	fmt.Fprint(w, v)
 }
 
 // key returns the k query parameter, or writes a 400.
