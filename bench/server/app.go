@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/durable-go/durable"
 )
@@ -116,12 +117,40 @@ func (r *Room) WebSocketMessage(ctx context.Context, ws *durable.WebSocket, msg 
 	return nil
 }
 
+// Timer counts how often its alarm fired.
+type Timer struct {
+	st *durable.Storage
+}
+
+func newTimer(st *durable.State, _ struct{}) (*Timer, error) { return &Timer{st: st.Storage()}, nil }
+
+// Set schedules the alarm ms milliseconds from now.
+func (t *Timer) Set(ctx context.Context, ms int64) error {
+	return t.st.SetAlarm(time.Now().Add(time.Duration(ms) * time.Millisecond))
+}
+
+// Alarm adds 1 to the stored count.
+func (t *Timer) Alarm(ctx context.Context, info durable.AlarmInfo) error {
+	n, _, err := durable.Get[int64](t.st, "count")
+	if err != nil {
+		return err
+	}
+	return t.st.Put("count", n+1)
+}
+
+// Count returns how often the alarm fired.
+func (t *Timer) Count(ctx context.Context) (int64, error) {
+	n, _, err := durable.Get[int64](t.st, "count")
+	return n, err
+}
+
 // app is the reference workload server's HTTP handler.
 type app struct {
 	counters *durable.Namespace[Counter]
 	kvs      *durable.Namespace[KV]
 	notes    *durable.Namespace[Notes]
 	rooms    *durable.Namespace[Room]
+	timers   *durable.Namespace[Timer]
 	mux      *http.ServeMux
 }
 
@@ -140,6 +169,22 @@ func newApp(rt *durable.Runtime) (*app, error) {
 	if a.rooms, err = durable.Register(rt, "Room", newRoom, struct{}{}); err != nil {
 		return nil, err
 	}
+	if a.timers, err = durable.Register(rt, "Timer", newTimer, struct{}{}); err != nil {
+		return nil, err
+	}
+	a.mux.HandleFunc("GET /alarm/{name}/set", a.alarmSet)
+	a.mux.HandleFunc("GET /alarm/{name}/count", func(w http.ResponseWriter, r *http.Request) {
+		n, ok := name(w, r)
+		if !ok {
+			return
+		}
+		v, err := durable.Call0(r.Context(), a.timers.GetByName(n), (*Timer).Count)
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		fmt.Fprint(w, v)
+	})
 	a.mux.HandleFunc("GET /ws/{name}", func(w http.ResponseWriter, r *http.Request) {
 		n, ok := name(w, r)
 		if !ok {
@@ -198,6 +243,26 @@ func (a *app) counter(m func(*Counter, context.Context) (int64, error)) http.Han
 		}
 		fmt.Fprint(w, v)
 	}
+}
+
+// maxAlarmDelay bounds /alarm/{name}/set?ms=N (one year).
+const maxAlarmDelay = 365 * 24 * 3600 * 1000
+
+func (a *app) alarmSet(w http.ResponseWriter, r *http.Request) {
+	n, ok := name(w, r)
+	if !ok {
+		return
+	}
+	ms, err := strconv.ParseInt(r.URL.Query().Get("ms"), 10, 64)
+	if err != nil || ms < 0 || ms > maxAlarmDelay {
+		http.Error(w, fmt.Sprintf("ms: want a whole number of milliseconds from 0 to %d", maxAlarmDelay), http.StatusBadRequest)
+		return
+	}
+	if err := durable.Do1(r.Context(), a.timers.GetByName(n), (*Timer).Set, ms); err != nil {
+		fail(w, err)
+		return
+	}
+	fmt.Fprint(w, "ok")
 }
 
 // key returns the k query parameter, or writes a 400.

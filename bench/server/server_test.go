@@ -72,6 +72,8 @@ func TestContract(t *testing.T) {
 		{"/rpc/n1?note=x", 200, "1"},
 		{"/rpc/n1?note=y", 200, "2"},
 		{"/rpc/n2", 200, "1"},
+		{"/alarm/t1/count", 200, "0"},
+		{"/alarm/t1/set?ms=0", 200, "ok"},
 	} {
 		status, body := get(t, base, tc.path)
 		if status != tc.wantStatus || body != tc.wantBody {
@@ -79,6 +81,17 @@ func TestContract(t *testing.T) {
 		}
 	}
 	_ = dir
+	// The alarm set with ms=0 fires by itself.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, body := get(t, base, "/alarm/t1/count"); body == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("alarm did not fire within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func TestBadInput(t *testing.T) {
@@ -93,6 +106,10 @@ func TestBadInput(t *testing.T) {
 		"/kv/ok/get",
 		"/kv/ok/put?k=a&v=" + url.QueryEscape(strings.Repeat("v", durable.MaxEntrySize)),
 		"/rpc/bad$name",
+		"/alarm/t/set?ms=abc",
+		"/alarm/t/set",
+		"/alarm/t/set?ms=-5",
+		"/alarm/bad%20name/set?ms=1",
 	} {
 		status, body := get(t, base, path)
 		if status < 400 || status >= 500 || strings.Contains(body, "\n") || body == "" {
