@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/durable-go/durable/internal/clock"
+	"github.com/gobwas/ws"
 )
 
 type connState uint8
@@ -433,6 +434,12 @@ func (c *Conn) Attach(nc net.Conn, pre []byte) error {
 	c.mu.Lock()
 	if c.torn || closed {
 		c.mu.Unlock()
+		if closed {
+			// The hub shut down between the handshake and now: say so
+			// (1001) rather than drop a connection the peer thinks open.
+			nc.SetWriteDeadline(time.Now().Add(h.cfg.ShutdownGrace))
+			ws.WriteFrame(nc, ws.NewCloseFrame(closeBody(CloseGoingAway, "server shutting down")))
+		}
 		nc.Close()
 		c.teardown()
 		return ErrClosed
