@@ -260,6 +260,33 @@ func (e *Engine) EvictAll() int {
 	return e.sweep(true)
 }
 
+// Evict evicts the object key if it is live and not in use now. It
+// reports whether it did.
+func (e *Engine) Evict(key string) bool {
+	sh := &e.shards[maphash.String(e.seed, key)%shardCount]
+	sh.mu.Lock()
+	o := sh.m[key]
+	if o == nil || o.refs.Load() != 0 || !o.lock.idle() {
+		sh.mu.Unlock()
+		return false
+	}
+	o.actMu.Lock()
+	a := o.act
+	if a == nil || a.Busy() {
+		o.actMu.Unlock()
+		sh.mu.Unlock()
+		return false
+	}
+	o.act = nil
+	o.actMu.Unlock()
+	delete(sh.m, key)
+	sh.mu.Unlock()
+	e.live.Add(-1)
+	e.evictions.Add(1)
+	a.Close(nil)
+	return true
+}
+
 func (e *Engine) sweep(all bool) int {
 	now := e.cfg.Clock.Now().UnixNano()
 	var victims []Activation

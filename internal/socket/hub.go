@@ -355,6 +355,20 @@ func (c *Conn) unlistLocked() {
 	r.mu.Unlock()
 }
 
+// CloseAll starts the closing handshake of every open socket with code and
+// reason, as Conn.Close does. The hub stays open.
+func (h *Hub) CloseAll(code int, reason string) {
+	h.mu.Lock()
+	conns := make([]*Conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.Close(code, reason, nil)
+	}
+}
+
 // Close closes every socket with CloseGoingAway (no events are delivered),
 // waits up to ctx's end or the shutdown grace for the close frames to be
 // written, drops the connections and waits for every goroutine of the
