@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/durable-go/durable/internal/durability"
+	"github.com/durable-go/durable/internal/storage"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 )
@@ -40,14 +42,14 @@ type indexRow struct {
 func openIndex(path string, sync bool) (*index, []indexRow, error) {
 	_, statErr := os.Lstat(path)
 	created := errors.Is(statErr, os.ErrNotExist)
-	conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
+	conn, err := storage.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
 	if err != nil {
 		return nil, nil, fmt.Errorf("alarm: open index %s: %w", path, err)
 	}
 	x := &index{conn: conn, path: path}
 	rows, err := x.setup(sync, created)
 	if err != nil {
-		conn.Close()
+		storage.CloseConn(conn)
 		return nil, nil, fmt.Errorf("alarm: open index %s: %w", path, err)
 	}
 	return x, rows, nil
@@ -95,7 +97,7 @@ func (x *index) setup(sync, created bool) ([]indexRow, error) {
 		// The file's directory entry must survive a power loss before any
 		// alarm relies on it. (SQLite syncs the directory of the WAL file
 		// itself at its first sync.)
-		if err := syncDir(filepath.Dir(x.path)); err != nil {
+		if err := durability.SyncDir(filepath.Dir(x.path)); err != nil {
 			return nil, err
 		}
 	}
@@ -163,16 +165,4 @@ func (x *index) apply(ops []op) (err error) {
 	return sqlitex.ExecuteTransient(c, "COMMIT", nil)
 }
 
-func (x *index) close() error { return x.conn.Close() }
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (x *index) close() error { return storage.CloseConn(x.conn) }

@@ -20,7 +20,7 @@ const maxInfraBackoff = 10
 // DefaultWorkers is the number of alarms a Scheduler delivers at once.
 // Deliveries spend most of their time waiting for fsyncs, so it is well
 // above the number of cores.
-const DefaultWorkers = 64
+const DefaultWorkers = 128
 
 // ErrClosed is returned by Prepare once the Scheduler is closed.
 var ErrClosed = errors.New("alarm: scheduler closed")

@@ -75,8 +75,13 @@ type Engine struct {
 }
 
 type shard struct {
-	mu sync.Mutex // guards m
+	mu sync.Mutex // guards m, closing
 	m  map[string]*Object
+	// closing holds the keys of evicted activations still closing; the
+	// channel is closed when they are done. No slot is made for such a key
+	// before then, so an object never runs two activations (and never
+	// opens its database twice) at once.
+	closing map[string]chan struct{}
 }
 
 // New returns an Engine and arms its eviction timer.
@@ -132,6 +137,15 @@ func (e *Engine) Enter(key string) (*Object, error) {
 	}
 	sh := &e.shards[maphash.String(e.seed, key)%shardCount]
 	sh.mu.Lock()
+	for {
+		ch := sh.closing[key]
+		if ch == nil {
+			break
+		}
+		sh.mu.Unlock()
+		<-ch
+		sh.mu.Lock()
+	}
 	o := sh.m[key]
 	if o == nil {
 		o = &Object{e: e, key: key, shard: sh}
@@ -280,16 +294,42 @@ func (e *Engine) Evict(key string) bool {
 	o.act = nil
 	o.actMu.Unlock()
 	delete(sh.m, key)
+	done := sh.startClosingLocked(key)
 	sh.mu.Unlock()
 	e.live.Add(-1)
 	e.evictions.Add(1)
 	a.Close(nil)
+	sh.doneClosing(key, done)
 	return true
+}
+
+// startClosingLocked marks key as closing (see shard.closing).
+func (sh *shard) startClosingLocked(key string) chan struct{} {
+	if sh.closing == nil {
+		sh.closing = make(map[string]chan struct{})
+	}
+	ch := make(chan struct{})
+	sh.closing[key] = ch
+	return ch
+}
+
+// doneClosing ends what startClosingLocked began.
+func (sh *shard) doneClosing(key string, ch chan struct{}) {
+	sh.mu.Lock()
+	delete(sh.closing, key)
+	sh.mu.Unlock()
+	close(ch)
 }
 
 func (e *Engine) sweep(all bool) int {
 	now := e.cfg.Clock.Now().UnixNano()
-	var victims []Activation
+	type victim struct {
+		sh   *shard
+		key  string
+		a    Activation
+		done chan struct{}
+	}
+	var victims []victim
 	for i := range e.shards {
 		sh := &e.shards[i]
 		sh.mu.Lock()
@@ -304,7 +344,7 @@ func (e *Engine) sweep(all bool) int {
 					o.actMu.Unlock()
 					continue
 				}
-				victims = append(victims, a)
+				victims = append(victims, victim{sh, k, a, sh.startClosingLocked(k)})
 				o.act = nil
 			}
 			o.actMu.Unlock()
@@ -312,10 +352,11 @@ func (e *Engine) sweep(all bool) int {
 		}
 		sh.mu.Unlock()
 	}
-	for _, a := range victims {
+	for _, v := range victims {
 		e.live.Add(-1)
 		e.evictions.Add(1)
-		a.Close(nil)
+		v.a.Close(nil)
+		v.sh.doneClosing(v.key, v.done)
 	}
 	return len(victims)
 }

@@ -49,11 +49,11 @@ func template() ([]byte, error) {
 }
 
 func buildTemplate() ([]byte, error) {
-	c, err := sqlite.OpenConn(":memory:", sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenMemory)
+	c, err := OpenConn(":memory:", sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenMemory)
 	if err != nil {
 		return nil, fmt.Errorf("storage: build template: %w", err)
 	}
-	defer c.Close()
+	defer CloseConn(c)
 	for _, q := range append([]string{"PRAGMA page_size = " + strconv.Itoa(pageSize)}, schemaDDL...) {
 		if err := execTransient(c, q); err != nil {
 			return nil, fmt.Errorf("storage: build template: %w", err)
