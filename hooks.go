@@ -2,6 +2,7 @@ package durable
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/durable-go/durable/internal/alarm"
+	"github.com/durable-go/durable/internal/engine"
 	"github.com/durable-go/durable/internal/hook"
 )
 
@@ -34,11 +36,55 @@ func init() {
 		if err != nil {
 			return false, err
 		}
-		return c.evict(oid, closeSockets), nil
+		return c.evict(oid, closeSockets)
 	}
 	hook.EvictAll = func(rt any, closeSockets bool) int { return rt.(*Runtime).evictAll(closeSockets) }
 	hook.StoredIDs = func(rt any, ns string) ([]string, error) { return rt.(*Runtime).storedIDs(ns) }
 	hook.Namespaces = func(rt any) []string { return rt.(*Runtime).namespaceNames() }
+	hook.Target = func(stub any) (any, string, any, error) {
+		s, ok := stub.(interface{ target() (*nsCore, ID, error) })
+		if !ok {
+			return nil, "", nil, fmt.Errorf("durable: %T is not a *durable.Stub", stub)
+		}
+		c, id, err := s.target()
+		if c == nil {
+			return nil, "", nil, errors.New("durable: zero Stub (make stubs with Namespace.Get or GetByName)")
+		}
+		return c.rt, c.name, id, err
+	}
+	hook.NamespaceOf = func(ns any) (any, string, error) {
+		n, ok := ns.(interface{ core() *nsCore })
+		if !ok {
+			return nil, "", fmt.Errorf("durable: %T is not a *durable.Namespace", ns)
+		}
+		c := n.core()
+		if c == nil {
+			return nil, "", errors.New("durable: zero Namespace (make namespaces with Register)")
+		}
+		return c.rt, c.name, nil
+	}
+	hook.Running = func(rt any) []string { return rt.(*Runtime).running() }
+	hook.AlarmsRunning = func(rt any) int {
+		r := rt.(*Runtime)
+		if r.isClosed() {
+			return 0
+		}
+		return r.alarms.Stats().Running
+	}
+	hook.Closed = func(rt any) bool { return rt.(*Runtime).isClosed() }
+}
+
+// target returns what hook.Target reports of a stub.
+func (s *Stub[T]) target() (*nsCore, ID, error) { return s.c, s.id, s.err }
+
+// core returns the namespace's type-erased part (nil for a zero Namespace).
+func (n *Namespace[T]) core() *nsCore { return n.c }
+
+// isClosed reports whether Shutdown has begun.
+func (rt *Runtime) isClosed() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.closed
 }
 
 // errUnknownNamespace is returned for a namespace name not registered.
@@ -90,7 +136,7 @@ func (rt *Runtime) namespaceNames() []string {
 // runIn runs fn as one turn of object id.
 func (c *nsCore) runIn(ctx context.Context, id ID, fn func(ctx context.Context, inst, state any) error) error {
 	var ferr error
-	err := c.invoke(ctx, id, func() string { return "RunIn" }, func(ctx context.Context, inst any) error {
+	err := c.invokeKind(ctx, kindDirect, id, func() string { return "RunIn" }, func(ctx context.Context, inst any) error {
 		ferr = fn(ctx, inst, turnFrom(ctx).a.state)
 		return ferr
 	})
@@ -106,23 +152,30 @@ func (c *nsCore) runIn(ctx context.Context, id ID, fn func(ctx context.Context, 
 // fireAlarm runs object id's stored alarm now, if it has one.
 func (c *nsCore) fireAlarm(ctx context.Context, id ID) (bool, error) {
 	var res alarm.Result
-	err := c.invoke(ctx, id, func() string { return "Alarm" }, func(ctx context.Context, inst any) error {
+	err := c.invokeKind(ctx, kindAlarm, id, func() string { return "Alarm" }, func(ctx context.Context, inst any) error {
 		return c.runAlarm(ctx, inst, alarm.Delivery{Key: alarm.Key{NS: c.name, ID: id.raw}}, &res, true)
 	})
 	return res.Ran && err == nil, err
 }
 
 // evict evicts object id if it is live and idle, closing its WebSockets
-// with 1001 if closeSockets, else leaving them open (hibernated).
-func (c *nsCore) evict(id ID, closeSockets bool) bool {
+// with 1001 if closeSockets, else leaving them open (hibernated). It fails
+// with hook.ErrInUse, doing nothing, if the object is live and in use.
+func (c *nsCore) evict(id ID, closeSockets bool) (bool, error) {
 	key := c.objectKey(id)
 	evicted := c.rt.eng.Evict(key)
+	if !evicted {
+		// Not live, or in use (a call, a queued call, a WaitUntil function).
+		if o := c.rt.eng.Lookup(key); o != nil && (o.InUse() || o.Activation() != nil) {
+			return false, fmt.Errorf("%w: %s %s", hook.ErrInUse, c.name, id)
+		}
+	}
 	if closeSockets {
 		for _, conn := range c.rt.hub.List(key, "") {
 			conn.Close(CloseGoingAway, "object evicted", nil)
 		}
 	}
-	return evicted
+	return evicted, nil
 }
 
 // evictAll evicts every object not in use, as evict does.
@@ -168,4 +221,59 @@ func (rt *Runtime) storedIDs(ns string) ([]string, error) {
 	}
 	slices.Sort(ids)
 	return ids, nil
+}
+
+// running describes what still runs in rt (see hook.Running).
+func (rt *Runtime) running() []string {
+	if rt.isClosed() {
+		return nil
+	}
+	var out []string
+	rt.eng.Range(func(o *engine.Object) {
+		calls := o.Calls()
+		a, _ := o.Activation().(*activation)
+		waits := 0
+		if a != nil {
+			waits = int(a.pending.Load())
+		}
+		if calls == 0 && waits == 0 {
+			return
+		}
+		var what []string
+		if calls > 0 {
+			what = append(what, plural(calls, "call")+" in flight")
+		}
+		if waits > 0 {
+			what = append(what, plural(waits, "WaitUntil function")+" running")
+		}
+		out = append(out, describeKey(o.Key(), a)+": "+strings.Join(what, ", "))
+	})
+	slices.Sort(out)
+	if n := rt.alarms.Stats().Running; n > 0 {
+		out = append(out, plural(n, "alarm delivery")+" due or running")
+	}
+	return out
+}
+
+// describeKey names an object by its engine key ("ns/" + raw ID bytes),
+// with the name its activation was reached by, if any.
+func describeKey(key string, a *activation) string {
+	ns, raw, _ := strings.Cut(key, "/")
+	s := ns + " " + hex.EncodeToString([]byte(raw))
+	if a != nil {
+		if name, ok := a.id.Name(); ok {
+			s += fmt.Sprintf(" (%q)", name)
+		}
+	}
+	return s
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	if strings.HasSuffix(what, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(what, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

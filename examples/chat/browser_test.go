@@ -53,7 +53,7 @@ func TestChat_Browser(t *testing.T) {
 			"set DURABLE_REQUIRE_BROWSER=1 to make this a failure")
 	}
 	dir := t.TempDir()
-	a, addr, stop := startApp(t, dir, "")
+	a, addr, stop := startApp(t, dir, "", nil)
 	base := "http://" + addr + "/"
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -144,7 +144,7 @@ func TestChat_Browser(t *testing.T) {
 	// and get the history from the room's database.
 	stop()
 	waitJS(pageA, "alice sees the disconnect", has("#status", "disconnected"))
-	_, _, _ = startApp(t, dir, addr)
+	_, _, _ = startApp(t, dir, addr, nil)
 	for _, p := range []struct {
 		page context.Context
 		nick string

@@ -46,14 +46,22 @@ func newApp(dir string, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	rooms, err := durable.Register(rt, "Room", NewRoom, time.Now)
+	a, err := newAppOn(rt, time.Now)
 	if err != nil {
 		rt.Close()
 		return nil, err
 	}
+	return a, nil
+}
+
+// newAppOn builds the app on an open runtime; now is the rooms' clock.
+func newAppOn(rt *durable.Runtime, now func() time.Time) (*app, error) {
+	rooms, err := durable.Register(rt, "Room", NewRoom, now)
+	if err != nil {
+		return nil, err
+	}
 	page, err := fs.Sub(static, "static")
 	if err != nil {
-		rt.Close()
 		return nil, err
 	}
 	mux := http.NewServeMux()

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,17 +12,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
+	"github.com/durable-go/durable"
+	"github.com/durable-go/durable/durabletest"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// startApp runs the app over dir on a loopback port (addr "" picks one).
-func startApp(t testing.TB, dir, addr string) (*app, string, func()) {
+// startApp runs the app over dir on a loopback port (addr "" picks one),
+// its rooms on clk (nil: the wall clock). stop shuts the runtime down,
+// which closes the members' sockets with 1001, then the server; the end of
+// the test does the same, after checking that nothing is left running.
+func startApp(t testing.TB, dir, addr string, clk *durabletest.Clock) (a *app, hostport string, stop func()) {
 	t.Helper()
-	a, err := newApp(dir, slog.New(slog.DiscardHandler))
+	opts := durable.Options{Dir: dir}
+	now := time.Now
+	if clk != nil {
+		opts.Clock, now = clk, clk.Now
+	}
+	rt := durabletest.NewRuntime(t, opts)
+	a, err := newAppOn(rt, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,82 +53,68 @@ func startApp(t testing.TB, dir, addr string) (*app, string, func()) {
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
+	t.Cleanup(srv.Close)
+	stop = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := a.close(ctx); err != nil { // closes the sockets first
+		if err := rt.Shutdown(ctx); err != nil { // closes the sockets first
 			t.Error(err)
 		}
 		srv.Close()
 	}
-	t.Cleanup(stop)
 	return a, ln.Addr().String(), stop
 }
 
-// hibernate evicts the rooms from memory while their sockets stay open. A
-// room stays in use for a moment after its last message left, so it
-// retries until nothing is live.
+// hibernate evicts the rooms from memory while their sockets stay open.
 func hibernate(t testing.TB, a *app) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for a.rt.EvictIdle(); a.rt.Stats().Live != 0; a.rt.EvictIdle() {
-		if time.Now().After(deadline) {
-			t.Fatalf("rooms still live: %d", a.rt.Stats().Live)
-		}
-		time.Sleep(time.Millisecond)
+	n, err := durabletest.EvictAll(t.Context(), a.rt, durabletest.Hibernate)
+	if err != nil || n == 0 {
+		t.Fatalf("hibernate: %d rooms evicted, %v", n, err)
 	}
 }
 
 type chatClient struct {
-	t    testing.TB
-	conn net.Conn
-	r    io.Reader
+	t  testing.TB
+	ws *durabletest.WebSocket
 }
 
 func joinRoom(t testing.TB, addr, room, nick string) *chatClient {
 	t.Helper()
-	conn, br, _, err := ws.Dial(context.Background(), "ws://"+addr+"/rooms/"+room+"/ws?nick="+nick)
+	ws, err := durabletest.DialWebSocket(t.Context(), "ws://"+addr+"/rooms/"+room+"/ws?nick="+nick, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
+	t.Cleanup(func() { ws.CloseNow() })
+	return &chatClient{t: t, ws: ws}
+}
+
+func (c *chatClient) send(text string) {
+	c.t.Helper()
+	if err := c.ws.SendText(c.t.Context(), text); err != nil {
+		c.t.Fatal(err)
 	}
-	return &chatClient{t: t, conn: conn, r: r}
 }
 
 func (c *chatClient) say(text string) {
 	c.t.Helper()
 	b, _ := json.Marshal(map[string]string{"type": "say", "text": text})
-	if err := wsutil.WriteClientText(c.conn, b); err != nil {
-		c.t.Fatal(err)
-	}
+	c.send(string(b))
 }
 
 // next returns the next event of type typ, skipping others.
 func (c *chatClient) next(typ string) event {
 	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
-		b, err := wsutil.ReadServerText(struct {
-			io.Reader
-			io.Writer
-		}{c.r, c.conn})
+		s, err := c.ws.ReceiveText(c.t.Context())
 		if err != nil {
 			c.t.Fatalf("waiting for %s: %v", typ, err)
 		}
-		if string(b) == "pong" {
+		if s == "pong" {
 			continue
 		}
 		var e event
-		if err := json.Unmarshal(b, &e); err != nil {
+		if err := json.Unmarshal([]byte(s), &e); err != nil {
 			c.t.Fatal(err)
 		}
 		if e.Type == typ {
@@ -130,7 +125,8 @@ func (c *chatClient) next(typ string) event {
 
 func TestChat(t *testing.T) {
 	dir := t.TempDir()
-	a, addr, stop := startApp(t, dir, "")
+	clk := durabletest.NewClock(time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC))
+	a, addr, stop := startApp(t, dir, "", clk)
 
 	// The page is served.
 	resp, err := http.Get("http://" + addr + "/")
@@ -153,21 +149,26 @@ func TestChat(t *testing.T) {
 		t.Errorf("members = %v", e.Members)
 	}
 	alice.say("hi bob")
-	if e := bob.next("message"); e.Message.Nick != "alice" || e.Message.Text != "hi bob" {
-		t.Errorf("bob got %+v", e.Message)
+	if e := bob.next("message"); e.Message.Nick != "alice" || e.Message.Text != "hi bob" || e.Message.At != clk.Now().UnixMilli() {
+		t.Errorf("bob got %+v, want alice's message stamped %d", e.Message, clk.Now().UnixMilli())
 	}
 	alice.next("message")
 
-	// Hibernate the room mid-conversation: the sockets stay open.
-	hibernate(t, a)
+	// Nobody talks for longer than the idle timeout: the room leaves
+	// memory while the sockets stay open (it hibernates).
+	if err := durabletest.WaitIdle(t.Context(), a.rt); err != nil {
+		t.Fatal(err)
+	}
+	if err := clk.Advance(t.Context(), durable.DefaultIdleTimeout+time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if live := a.rt.Stats().Live; live != 0 {
+		t.Fatalf("%d rooms in memory after the idle timeout, want 0", live)
+	}
 	// The keep-alive ping is answered without waking the room.
-	wsutil.WriteClientText(bob.conn, []byte("ping"))
-	bob.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if b, err := wsutil.ReadServerText(struct {
-		io.Reader
-		io.Writer
-	}{bob.r, bob.conn}); err != nil || string(b) != "pong" {
-		t.Errorf("ping: %q %v", b, err)
+	bob.send("ping")
+	if s, err := bob.ws.ReceiveText(t.Context()); err != nil || s != "pong" {
+		t.Errorf("ping: %q %v", s, err)
 	}
 	if live := a.rt.Stats().Live; live != 0 {
 		t.Errorf("the ping woke the room")
@@ -179,14 +180,37 @@ func TestChat(t *testing.T) {
 	bob.next("message")
 
 	// A member leaves.
-	bob.conn.Close()
+	if err := bob.ws.Close(t.Context(), durable.CloseNormal, "bye"); err != nil {
+		t.Errorf("bob leaving: %v", err)
+	}
 	if e := alice.next("members"); strings.Join(e.Members, ",") != "alice" {
 		t.Errorf("members after bob left = %v", e.Members)
 	}
 
-	// Restart: the history survives.
+	// The room keeps its messages in its own database.
+	var stored int
+	err = durabletest.RunIn(t.Context(), a.rooms.GetByName("lobby"), func(ctx context.Context, r *Room, st *durable.State) error {
+		cur, err := r.sql.Exec(`SELECT count(*) FROM messages`)
+		if err != nil {
+			return err
+		}
+		return cur.One(&stored)
+	})
+	if err != nil || stored != 2 {
+		t.Errorf("messages stored in the room = %d, %v; want 2", stored, err)
+	}
+	ids, err := durabletest.ListIDs(a.rooms)
+	lobby, _ := a.rooms.IDFromName("lobby")
+	if err != nil || len(ids) != 1 || !ids[0].Equal(lobby) {
+		t.Errorf("rooms with data = %v, %v; want the lobby", ids, err)
+	}
+
+	// Restart: the members are told to go away, and the history survives.
 	stop()
-	_, addr, _ = startApp(t, dir, addr)
+	if code, _, err := alice.ws.ExpectClose(t.Context()); code != durable.CloseGoingAway || err != nil {
+		t.Errorf("alice's socket at shutdown: %d, %v; want 1001", code, err)
+	}
+	_, addr, _ = startApp(t, dir, addr, clk)
 	carol := joinRoom(t, addr, "lobby", "carol")
 	e := carol.next("hello")
 	var texts []string
@@ -214,16 +238,17 @@ func TestChat(t *testing.T) {
 }
 
 func TestChat_BadInput(t *testing.T) {
-	_, addr, _ := startApp(t, t.TempDir(), "")
+	_, addr, _ := startApp(t, t.TempDir(), "", nil)
 	for _, nick := range []string{"", strings.Repeat("n", maxNick+1), "a%07b"} {
-		_, _, _, err := ws.Dial(context.Background(), "ws://"+addr+"/rooms/lobby/ws?nick="+nick)
-		if se := (ws.StatusError)(0); !asStatus(err, &se) || int(se) != 400 {
-			t.Errorf("nick %q: %v, want 400", nick, err)
+		_, err := durabletest.DialWebSocket(t.Context(), "ws://"+addr+"/rooms/lobby/ws?nick="+nick, nil)
+		var he *durabletest.HandshakeError
+		if !errors.As(err, &he) || he.StatusCode != http.StatusBadRequest || !strings.Contains(he.Body, "nickname") {
+			t.Errorf("nick %q: %v, want 400 about the nickname", nick, err)
 		}
 	}
 	c := joinRoom(t, addr, "lobby", strings.Repeat("n", maxNick))
 	c.next("hello")
-	wsutil.WriteClientText(c.conn, []byte("{not json"))
+	c.send("{not json")
 	if e := c.next("error"); e.Error != "unknown message" {
 		t.Errorf("error = %q", e.Error)
 	}
@@ -236,16 +261,10 @@ func TestChat_BadInput(t *testing.T) {
 		t.Errorf("message at the limit: %d characters", len(e.Message.Text))
 	}
 	// Cross-site pages cannot join (CSWSH).
-	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Origin": {"https://evil.example"}})}
-	if _, _, _, err := d.Dial(context.Background(), "ws://"+addr+"/rooms/lobby/ws?nick=eve"); err == nil {
-		t.Error("a cross-origin page joined")
+	opts := &durabletest.DialOptions{Header: http.Header{"Origin": {"https://evil.example"}}}
+	_, err := durabletest.DialWebSocket(t.Context(), "ws://"+addr+"/rooms/lobby/ws?nick=eve", opts)
+	var he *durabletest.HandshakeError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusForbidden {
+		t.Errorf("a cross-origin page joining: %v, want 403", err)
 	}
-}
-
-func asStatus(err error, se *ws.StatusError) bool {
-	s, ok := err.(ws.StatusError)
-	if ok {
-		*se = s
-	}
-	return ok
 }

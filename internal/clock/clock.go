@@ -105,6 +105,18 @@ func (c *Fake) Pending() int {
 	return len(c.timers)
 }
 
+// Next returns the time at which the earliest scheduled function is due,
+// and false if none is scheduled. It may be before Now (a function
+// scheduled with a negative duration, not yet run).
+func (c *Fake) Next() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.timers) == 0 {
+		return time.Time{}, false
+	}
+	return c.timers[0].when, true
+}
+
 type fakeTimer struct {
 	c     *Fake
 	when  time.Time
