@@ -55,6 +55,15 @@
 // stay connected while the object is evicted (hibernation): the next
 // message constructs it again. See examples/chat.
 //
+// # Config and migrations
+//
+// An optional durable.jsonc (see LoadConfig, or build a Config in Go)
+// declares bindings, found with Lookup, and migrations that create,
+// rename, delete or transfer classes (namespaces) in the data folder,
+// keeping objects' data, alarms and IDs across renames. Open applies them
+// once, in order, atomically. Without migrations nothing changes. See
+// docs/config.md.
+//
 // # Errors
 //
 // An error returned by an object's method reaches the caller as a

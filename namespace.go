@@ -26,6 +26,7 @@ type nsCore struct {
 	construct func(*State) (any, error)
 	methods   map[string]*method
 	typ       reflect.Type // *T
+	m         *nsMetrics   // counters of the namespace (metrics.go)
 }
 
 var namespaceName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,62}$`)
@@ -55,6 +56,10 @@ func Register[T any, E any](rt *Runtime, name string, newObject func(*State, E) 
 	if newObject == nil {
 		return nil, fmt.Errorf("durable: namespace %q: nil constructor", name)
 	}
+	key, err := rt.classes.key(name) // migrate.go
+	if err != nil {
+		return nil, err
+	}
 	typ := reflect.TypeFor[*T]()
 	methods, err := methodTable(typ)
 	if err != nil {
@@ -63,7 +68,7 @@ func Register[T any, E any](rt *Runtime, name string, newObject func(*State, E) 
 	c := &nsCore{
 		rt:      rt,
 		name:    name,
-		key:     newIDKey(name),
+		key:     key,
 		methods: methods,
 		typ:     typ,
 		construct: func(st *State) (any, error) {
@@ -82,6 +87,7 @@ func Register[T any, E any](rt *Runtime, name string, newObject func(*State, E) 
 	if _, dup := rt.namespaces[name]; dup {
 		return nil, fmt.Errorf("durable: namespace %q registered twice", name)
 	}
+	c.m = rt.metrics.namespace(name)
 	rt.namespaces[name] = c
 	rt.alarms.Ready(name) // alarms of the namespace may fire now
 	return &Namespace[T]{c: c}, nil
