@@ -34,12 +34,16 @@ func run(ctx context.Context, args []string) error {
 	data := fs.String("data", "bench-data", "data folder")
 	idle := fs.Duration("idle", durable.DefaultIdleTimeout, "idle time before an object is evicted")
 	nosync := fs.Bool("nosync", false, "acknowledge writes without fsync (not durable against power loss)")
+	admin := fs.String("admin", "", "serve the admin API (durable CLI) on this loopback address; token in $DURABLE_ADMIN_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	opts := durable.Options{Dir: *data, IdleTimeout: *idle, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
 	if *nosync {
 		opts.Durability = durable.NoSync
+	}
+	if *admin != "" {
+		opts.AdminAddr, opts.AdminToken = *admin, os.Getenv("DURABLE_ADMIN_TOKEN")
 	}
 	rt, err := durable.Open(opts)
 	if err != nil {
@@ -66,6 +70,9 @@ func run(ctx context.Context, args []string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(os.Stderr, "listening on http://%s (data in %s)\n", ln.Addr(), *data)
+	if u := rt.AdminURL(); u != "" {
+		fmt.Fprintf(os.Stderr, "admin API on %s\n", u)
+	}
 	select {
 	case err = <-errc:
 	case <-ctx.Done():

@@ -383,6 +383,14 @@ func listQuery(opts ListOptions) (query string, args []any, empty bool, err erro
 	return b.String(), args, false, nil
 }
 
+// ListQuery returns the statement List runs for opts, for packages that
+// read KV tables through connections of their own (internal/inspect), so
+// that they select exactly what List would. empty reports a range that
+// cannot hold any key.
+func ListQuery(opts ListOptions) (query string, args []any, empty bool, err error) {
+	return listQuery(opts)
+}
+
 // prefixEnd returns the smallest string greater than every string with
 // the prefix p, or false if there is none (p is all 0xff bytes).
 func prefixEnd(p string) (string, bool) {

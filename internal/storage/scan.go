@@ -24,6 +24,10 @@ func columnValue(s *sqlite.Stmt, i int) any {
 	return nil
 }
 
+// ColumnValue is columnValue for packages that read databases storage
+// made through connections of their own (internal/inspect).
+func ColumnValue(s *sqlite.Stmt, i int) any { return columnValue(s, i) }
+
 func columnBytes(s *sqlite.Stmt, i int) []byte {
 	b := make([]byte, s.ColumnLen(i))
 	s.ColumnBytes(i, b)
