@@ -100,6 +100,7 @@ func (s *Storage) SetAlarm(t time.Time) error {
 		return err
 	}
 	a.knowAlarm(t, true)
+	a.c.m.alarmsSet.Add(1) // metrics.go
 	return nil
 }
 
@@ -317,10 +318,13 @@ func (rt *Runtime) deliverAlarm(ctx context.Context, d alarm.Delivery) alarm.Res
 	}
 	id := ID{raw: d.Key.ID, ns: c.name}
 	var res alarm.Result
-	err := c.invoke(ctx, id, func() string { return "Alarm" }, func(ctx context.Context, inst any) error {
+	err := c.invokeKind(ctx, kindAlarm, id, func() string { return "Alarm" }, func(ctx context.Context, inst any) error {
 		return c.runAlarm(ctx, inst, d, &res, false)
 	})
 	if err != nil {
+		if !d.Drop {
+			c.m.alarmsFailed.Add(1) // metrics.go
+		}
 		res.Err = err
 		res.Ran = false
 		res.Infra = IsOverloaded(err) || errors.Is(err, ErrDurability) || errors.Is(err, durability.ErrClosed)
@@ -365,6 +369,7 @@ func (c *nsCore) runAlarm(ctx context.Context, inst any, d alarm.Delivery, res *
 	a.mu.Lock()
 	a.alarm.firing, a.alarm.changed, a.alarm.deleted = true, false, false
 	a.mu.Unlock()
+	c.m.alarmFired(d.Retry, at, c.rt.opts.Clock.Now(), force) // metrics.go
 	defer func() {
 		a.mu.Lock()
 		res.Cancel = a.alarm.firing && a.alarm.deleted // the handler failed after deleting

@@ -153,7 +153,7 @@ func (c *nsCore) fetch(ctx context.Context, id ID, r *http.Request, body []byte,
 	if !c.typ.Implements(httpHandlerType) {
 		return ErrNoHTTPHandler
 	}
-	return c.invoke(ctx, id, func() string { return "ServeHTTP" }, func(ctx context.Context, inst any) error {
+	return c.invokeKind(ctx, kindFetch, id, func() string { return "ServeHTTP" }, func(ctx context.Context, inst any) error {
 		r2 := r.Clone(ctx)
 		r2.Body = io.NopCloser(bytes.NewReader(body))
 		r2.ContentLength = int64(len(body))

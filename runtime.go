@@ -17,6 +17,7 @@ import (
 	"github.com/durable-go/durable/internal/engine"
 	"github.com/durable-go/durable/internal/socket"
 	"github.com/durable-go/durable/internal/storage"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults of Options.
@@ -55,6 +56,9 @@ const (
 // sleeping.
 type Clock = clock.Clock
 
+// Timer is a call scheduled by Clock.AfterFunc; Stop cancels it.
+type Timer = clock.Timer
+
 // Options configure a Runtime. The zero value is ready to use: data in
 // ./durable-data, fsync durability, Cloudflare's timeouts.
 type Options struct {
@@ -92,10 +96,30 @@ type Options struct {
 	// AlarmConcurrency bounds the alarms delivered at once. 0 means
 	// DefaultAlarmConcurrency.
 	AlarmConcurrency int
+	// AdminAddr, if set, serves the admin API (the durable CLI's operations
+	// on this running app, see Runtime.AdminHandler and docs/cli.md) on
+	// this address, which must be a loopback one, such as "127.0.0.1:7070"
+	// (port 0 picks one: see Runtime.AdminURL). Off by default.
+	AdminAddr string
+	// AdminToken is the bearer token the admin API requires, at least
+	// MinAdminTokenLength characters; required with AdminAddr.
+	AdminToken string
 	// Clock is the time source; nil means the wall clock.
 	Clock Clock
+	// Config declares bindings and class migrations (see LoadConfig and
+	// docs/config.md). Open applies the migrations not yet applied to Dir.
+	// nil means none: any namespace may be registered, unless migrations
+	// were applied to Dir before, whose record then stays in force.
+	Config *Config
 	// Logger receives the runtime's structured logs; nil discards them.
+	// Records about one object carry its "namespace" and "id" attributes.
 	Logger *slog.Logger
+	// Metrics, if set, is where the runtime also registers its Prometheus
+	// metrics (see Runtime.MetricsHandler and docs/observability.md);
+	// Shutdown unregisters them. Open fails if they are registered there
+	// already: runtimes sharing a registry must each wrap it with labels of
+	// their own (prometheus.WrapRegistererWith).
+	Metrics prometheus.Registerer
 }
 
 // Runtime hosts namespaces of objects. It is safe for concurrent use.
@@ -108,6 +132,11 @@ type Runtime struct {
 	hub    *socket.Hub // WebSockets, outside activations (websocket.go)
 	log    *slog.Logger
 	lockFD *os.File
+	admin  adminState // the admin API (admin.go)
+
+	classes *classTable // classes, ID keys and bindings (migrate.go)
+
+	metrics *metrics // Prometheus collectors (metrics.go)
 
 	mu         sync.Mutex // guards namespaces, closed
 	namespaces map[string]*nsCore
@@ -164,6 +193,11 @@ func open(opts Options, dur durability.Config) (*Runtime, error) {
 		}
 		return nil, fmt.Errorf("durable: lock %s: %w", opts.Dir, err)
 	}
+	classes, err := openClasses(opts.Dir, opts.Config) // migrate.go
+	if err != nil {
+		lockFD.Close()
+		return nil, err
+	}
 	sweep := min(opts.IdleTimeout, opts.PinnedIdleTimeout) / 4
 	sweep = max(sweep, time.Millisecond)
 	mode := durability.Fsync
@@ -171,10 +205,14 @@ func open(opts Options, dur durability.Config) (*Runtime, error) {
 		mode = durability.NoSync
 	}
 	dur.Mode = mode
+	m := newMetrics()
+	dur.Observer = m
 	rt := &Runtime{
+		metrics:    m,
 		opts:       opts,
 		log:        opts.Logger,
 		lockFD:     lockFD,
+		classes:    classes,
 		namespaces: make(map[string]*nsCore),
 		dur:        durability.New(dur),
 		eng: engine.New(engine.Config{
@@ -203,6 +241,14 @@ func open(opts Options, dur durability.Config) (*Runtime, error) {
 	}
 	rt.bgCtx, rt.bgCancel = context.WithCancel(context.Background())
 	rt.hub = socket.NewHub(socket.Config{Clock: opts.Clock, Logger: opts.Logger})
+	if err := startAdmin(rt); err != nil { // admin.go
+		rt.Close()
+		return nil, err
+	}
+	if err := m.register(rt); err != nil {
+		rt.Close()
+		return nil, err
+	}
 	return rt, nil
 }
 
@@ -222,7 +268,8 @@ func (rt *Runtime) Shutdown(ctx context.Context) error {
 	rt.closed = true
 	rt.mu.Unlock()
 
-	rt.alarms.Stop() // no new alarm deliveries; those running finish below
+	rt.stopAdmin(ctx) // admin requests finish (until ctx ends) first: admin.go
+	rt.alarms.Stop()  // no new alarm deliveries; those running finish below
 	// WebSockets close with 1001; no new socket events.
 	rt.hub.Close(ctx)
 	err := rt.eng.Shutdown(ctx)
@@ -237,6 +284,7 @@ func (rt *Runtime) Shutdown(ctx context.Context) error {
 	}
 	rt.spares.Close()
 	rt.dur.Close()
+	rt.metrics.unregister()
 	syscall.Flock(int(rt.lockFD.Fd()), syscall.LOCK_UN)
 	rt.lockFD.Close()
 	return err

@@ -47,6 +47,9 @@ type activation struct {
 	broken error // set by a failed BlockConcurrencyWhile or Abort: reset at turn end
 	turn   *turn // the turn running now, nil between turns
 	alarm  alarmState
+	// rowsRead and rowsWritten are the database's metering as of the last
+	// harvestRows (metrics.go); guarded by mu.
+	rowsRead, rowsWritten int64
 }
 
 var _ engine.Activation = (*activation)(nil)
@@ -79,13 +82,15 @@ func (a *activation) Close(cause error) {
 	a.db = nil
 	a.mu.Unlock()
 	a.cancel()
+	a.c.m.closed(a.inst != nil, cause) // metrics.go; inst is set once constructed
 	if db != nil {
+		a.harvestRows(db)
 		if err := db.Close(); err != nil {
 			a.c.rt.log.Warn("close object database", "namespace", a.c.name, "id", a.id.String(), "err", err)
 		}
 	}
 	if cause != nil {
-		a.c.rt.log.Info("object reset", "namespace", a.c.name, "id", a.id.String(), "cause", cause)
+		a.c.rt.log.Warn("object reset", resetAttrs(a.c.name, a.id, cause)...)
 	}
 }
 
@@ -118,7 +123,9 @@ func (a *activation) commit() (durability.Ticket, error) {
 	if db == nil {
 		return durability.Ticket{}, nil
 	}
-	return a.commitDB(db) // alarm.go
+	ticket, err := a.commitDB(db) // alarm.go
+	a.harvestRows(db)
+	return ticket, err
 }
 
 func (a *activation) rollback() {
@@ -253,11 +260,15 @@ func (t *turn) blockWhile(ctx context.Context, fn func(ctx context.Context) erro
 // abortSignal is the panic value of State.Abort.
 type abortSignal struct{ reason string }
 
-// invoke delivers one event to the object id: it takes the object's turn
-// (constructing the object if needed), runs fn on the caller's goroutine,
-// commits the turn's writes and, once they are durable, returns fn's error.
-// name names the method for error messages.
-func (c *nsCore) invoke(ctx context.Context, id ID, name func() string, fn func(ctx context.Context, inst any) error) (err error) {
+// invokeKind delivers one event of kind to the object id: it takes the
+// object's turn (constructing the object if needed), runs fn on the
+// caller's goroutine, commits the turn's writes and, once they are durable,
+// returns fn's error. name names the method for error messages. The event,
+// and its failure, are counted (metrics.go); RPC calls use invoke.
+func (c *nsCore) invokeKind(ctx context.Context, kind callKind, id ID, name func() string, fn func(ctx context.Context, inst any) error) (err error) {
+	k := c.m.counters(id, kind) // metrics.go
+	k.calls.Add(1)
+	defer k.finish(&err)
 	if caller := turnFrom(ctx); caller != nil {
 		if err := caller.yield(ctx); err != nil {
 			return err
@@ -423,6 +434,7 @@ func (e *panicError) Error() string { return fmt.Sprint(e.value) }
 
 // activate constructs the object inside turn t.
 func (c *nsCore) activate(ctx context.Context, t *turn, id ID) (*activation, error) {
+	start := time.Now()
 	a := &activation{c: c, o: t.o, id: id}
 	a.ctx, a.cancel = context.WithCancel(c.rt.bgCtx)
 	a.state = &State{a: a}
@@ -456,6 +468,7 @@ func (c *nsCore) activate(ctx context.Context, t *turn, id ID) (*activation, err
 			err = fmt.Errorf("%w: %w", ErrDurability, err)
 		}
 	}
+	c.m.activated(time.Since(start), err == nil) // metrics.go
 	if err == nil {
 		a.inst = inst
 		t.o.SetActivation(a)

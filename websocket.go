@@ -385,6 +385,7 @@ func (s *State) AcceptWebSocketWith(w http.ResponseWriter, r *http.Request, o Ac
 	}
 	rb.upgrade = conn
 	rb.status = http.StatusSwitchingProtocols
+	a.c.m.socketsAccepted.Add(1) // metrics.go
 	return ws, nil
 }
 
@@ -561,7 +562,7 @@ func (e *socketEvents) Error(conn *socket.Conn, err error) {
 func (e *socketEvents) deliver(conn *socket.Conn, method string, fn func(ctx context.Context, inst any) error) {
 	rt := e.c.rt
 	timeout := rt.hub.EventTimeout(conn.Key())
-	err := e.c.invoke(rt.hub.Context(), e.id, func() string { return method }, func(ctx context.Context, inst any) error {
+	err := e.c.invokeKind(rt.hub.Context(), socketKind(method), e.id, func() string { return method }, func(ctx context.Context, inst any) error {
 		if timeout <= 0 {
 			return fn(ctx, inst)
 		}

@@ -123,6 +123,29 @@ func (h *Hub) Count() int {
 	return len(h.conns)
 }
 
+// Objects calls fn with the key of every object that has open sockets
+// (listed: accepted and not closing) and their number. fn runs outside the
+// hub's locks.
+func (h *Hub) Objects(fn func(key string, open int)) {
+	h.mu.Lock()
+	regs := make([]*Registry, 0, len(h.regs))
+	for _, r := range h.regs {
+		regs = append(regs, r)
+	}
+	h.mu.Unlock()
+	for _, r := range regs {
+		r.mu.Lock()
+		n := len(r.conns)
+		if r.dead {
+			n = 0
+		}
+		r.mu.Unlock()
+		if n > 0 {
+			fn(r.key, n)
+		}
+	}
+}
+
 // goroutine runs f in a goroutine owned by the hub. It reports false (and
 // does not run f) once the hub is closed, unless force is set.
 func (h *Hub) goroutine(force bool, f func()) bool {
