@@ -43,6 +43,12 @@ func (l *turnLock) acquire(ctx context.Context, front bool) (uint64, error) {
 		l.mu.Unlock()
 		return 0, ErrOverloaded
 	}
+	if ctx.Err() != nil {
+		// A caller that has given up already takes no place in the queue
+		// (not even for a moment: it could make another call overloaded).
+		l.mu.Unlock()
+		return 0, context.Cause(ctx)
+	}
 	w := waiterPool.Get().(*waiter)
 	if front {
 		l.front = append(l.front, w)

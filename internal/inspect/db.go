@@ -93,7 +93,7 @@ func openRead(ctx context.Context, path string) (conn *sqlite.Conn, closeFn func
 		release()
 	}
 	conn.SetBusyTimeout(5 * time.Second)
-	if err := conn.SetDefensive(true); err != nil {
+	if err := storage.SetDefensive(conn); err != nil {
 		closeFn()
 		return nil, nil, err
 	}

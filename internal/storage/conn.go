@@ -3,6 +3,7 @@ package storage
 import (
 	"sync"
 
+	lib "modernc.org/sqlite/lib"
 	"zombiezen.com/go/sqlite"
 )
 
@@ -30,4 +31,11 @@ func CloseConn(c *sqlite.Conn) error {
 	connMu.Lock()
 	defer connMu.Unlock()
 	return c.Close()
+}
+
+// SetDefensive turns on SQLite's defensive mode for c (no writes to the
+// schema or to shadow tables by SQL, and the like). Use it instead of the
+// driver's Conn.SetDefensive, which corrupts memory (see DB.setup).
+func SetDefensive(c *sqlite.Conn) error {
+	return rawOf(c).dbConfig(lib.SQLITE_DBCONFIG_DEFENSIVE, true)
 }

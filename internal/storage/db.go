@@ -241,7 +241,14 @@ func (db *DB) setup(created bool) error {
 	if err := r.persistWAL(); err != nil {
 		return err
 	}
-	if err := db.conn.SetDefensive(true); err != nil {
+	// Not db.conn.SetDefensive: zombiezen v1.4.2 passes sqlite3_db_config
+	// a va_list holding only the flag, and SQLite reads the int* result
+	// pointer that follows it from the stale rest of the malloc block (the
+	// allocator's free-list link: the block the next small malloc in the
+	// process returns) and stores 1 through it, corrupting another
+	// goroutine's memory (SQL text, statement handles). See
+	// TestNoSetDefensive.
+	if err := r.dbConfig(lib.SQLITE_DBCONFIG_DEFENSIVE, true); err != nil {
 		return err
 	}
 	if err := r.dbConfig(lib.SQLITE_DBCONFIG_TRUSTED_SCHEMA, false); err != nil {
