@@ -310,21 +310,11 @@ func (c *Conn) effectsLocked() effects {
 
 func (fx effects) run(c *Conn) {
 	if fx.startWriter {
-		// Write on the caller's goroutine while the socket takes the bytes
-		// at once (the usual case); a goroutine takes over only what would
-		// block. A broadcast to n sockets then costs n system calls, not
-		// n goroutines.
-		rest, more := c.writeInline()
-		if more {
-			go func() {
-				defer c.hub.wg.Done()
-				defer c.hub.writers.Done()
-				c.writeLoop(rest)
-			}()
-		} else {
-			c.hub.writers.Done()
-			c.hub.wg.Done()
-		}
+		go func() {
+			defer c.hub.wg.Done()
+			defer c.hub.writers.Done()
+			c.writeLoop()
+		}()
 	}
 	if fx.teardown {
 		c.teardown()
@@ -339,176 +329,76 @@ func (c *Conn) kick() {
 	fx.run(c)
 }
 
-// batch is frames taken from c.out for one write: the bytes still to
-// write, how many payload bytes they carry, and whether the close frame
-// is among them.
-type batch struct {
-	bufs  net.Buffers
-	size  int
-	close bool
-}
-
-// nextBatchLocked takes the ready frames off c.out. It reports false, and
-// clears c.writing, if there is nothing to write. c.mu is held.
-func (c *Conn) nextBatchLocked(b *batch) bool {
-	b.bufs, b.size, b.close = b.bufs[:0], 0, false
-	n, batchBytes := 0, 0
-	for len(c.out) > 0 && n < maxBatch && batchBytes < maxBatchBytes {
-		f := c.out[0]
-		if f.gate.Pending() {
-			break
-		}
-		c.out[0] = outFrame{}
-		c.out = c.out[1:]
-		if f.gate.dropped() {
-			c.outBytes -= len(f.payload)
-			continue
-		}
-		hdr := f.hdr
-		b.bufs = append(b.bufs, hdr[:f.hlen])
-		if len(f.payload) > 0 {
-			b.bufs = append(b.bufs, f.payload)
-		}
-		b.size += len(f.payload)
-		b.close = b.close || f.close
-		n++
-		batchBytes += len(f.payload)
-	}
-	if n == 0 || c.torn {
-		c.writing = false
-		return false
-	}
-	if len(c.out) == 0 {
-		c.out = nil // let the backing array go
-	}
-	return true
-}
-
-// writeInline writes ready frames without blocking, on the caller's
-// goroutine. If the socket would block, it returns the batch in progress
-// (its unwritten bytes) and true: the caller must hand both to a writer
-// goroutine (writeLoop). It returns false once nothing is left to write,
-// or after a failure it has handled.
-func (c *Conn) writeInline() (*batch, bool) {
-	if c.raw == nil {
-		return nil, true
-	}
-	b := &batch{}
+// writeLoop writes ready frames until none is left.
+func (c *Conn) writeLoop() {
+	var frames []outFrame
 	for {
 		c.mu.Lock()
-		ok := c.nextBatchLocked(b)
-		c.mu.Unlock()
-		if !ok {
-			return nil, false
+		frames = frames[:0]
+		batchBytes := 0
+		for len(c.out) > 0 && len(frames) < maxBatch && batchBytes < maxBatchBytes {
+			f := c.out[0]
+			if f.gate.Pending() {
+				break
+			}
+			c.out[0] = outFrame{}
+			c.out = c.out[1:]
+			if f.gate.dropped() {
+				c.outBytes -= len(f.payload)
+				continue
+			}
+			frames = append(frames, f)
+			batchBytes += len(f.payload)
 		}
-		blocked, err := writeNonBlocking(c.raw, &b.bufs)
-		if err != nil {
-			c.mu.Lock()
-			c.outBytes -= b.size
+		if len(frames) == 0 || c.torn {
 			c.writing = false
 			c.mu.Unlock()
-			c.writeFailed(err)
-			return nil, false
-		}
-		if blocked {
-			return b, true
-		}
-		if c.batchWritten(b) {
-			return nil, false
-		}
-	}
-}
-
-// writeNonBlocking makes one writev(2) of bufs, consuming what it wrote.
-// It reports whether bytes are left because the socket would block.
-func writeNonBlocking(raw syscall.RawConn, bufs *net.Buffers) (blocked bool, err error) {
-	var n int
-	var werr error
-	if err := raw.Write(func(fd uintptr) bool {
-		n, werr = writev(int(fd), [][]byte(*bufs))
-		return true // one attempt: never wait for writability here
-	}); err != nil {
-		return false, err
-	}
-	if werr == syscall.EAGAIN || werr == syscall.EINTR {
-		werr = nil
-	}
-	if werr != nil {
-		return false, werr
-	}
-	consume(bufs, n)
-	return len(*bufs) > 0, nil
-}
-
-// consume drops the first n bytes from bufs.
-func consume(bufs *net.Buffers, n int) {
-	for len(*bufs) > 0 && n >= len((*bufs)[0]) {
-		n -= len((*bufs)[0])
-		(*bufs)[0] = nil
-		*bufs = (*bufs)[1:]
-	}
-	if len(*bufs) > 0 {
-		(*bufs)[0] = (*bufs)[0][n:]
-	}
-}
-
-// batchWritten records that b went out. It reports true if the writer
-// must stop (the connection is being torn down).
-func (c *Conn) batchWritten(b *batch) bool {
-	c.mu.Lock()
-	c.outBytes -= b.size
-	var fx effects
-	if b.close {
-		c.closeSent = true
-		if c.peerClosed || c.failing {
-			fx.teardown = true
-		} else if c.closeTimer == nil && !c.torn {
-			c.closeTimer = c.hub.cfg.Clock.AfterFunc(c.hub.cfg.CloseTimeout, c.closeTimedOut)
-		}
-	}
-	if fx.teardown {
-		c.writing = false
-		c.mu.Unlock()
-		fx.run(c)
-		return true
-	}
-	c.mu.Unlock()
-	return false
-}
-
-// writeLoop writes rest (a batch writeInline could not finish, or nil),
-// then ready frames until none is left, blocking as needed.
-func (c *Conn) writeLoop(rest *batch) {
-	b := rest
-	if b == nil {
-		b = &batch{}
-		c.mu.Lock()
-		ok := c.nextBatchLocked(b)
-		c.mu.Unlock()
-		if !ok {
 			return
 		}
-	}
-	for {
+		if len(c.out) == 0 {
+			c.out = nil // let the backing array go
+		}
+		c.mu.Unlock()
+
+		bufs := make(net.Buffers, 0, 2*len(frames))
+		size, wroteClose := 0, false
+		for i := range frames {
+			f := &frames[i]
+			bufs = append(bufs, f.hdr[:f.hlen])
+			if len(f.payload) > 0 {
+				bufs = append(bufs, f.payload)
+			}
+			size += len(f.payload)
+			wroteClose = wroteClose || f.close
+		}
 		c.nc.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
-		_, err := b.bufs.WriteTo(c.nc)
+		_, err := bufs.WriteTo(c.nc)
+		clear(frames)
+
+		c.mu.Lock()
+		c.outBytes -= size
 		if err != nil {
-			c.mu.Lock()
-			c.outBytes -= b.size
 			c.writing = false
 			c.mu.Unlock()
 			c.writeFailed(err)
 			return
 		}
-		if c.batchWritten(b) {
+		var fx effects
+		if wroteClose {
+			c.closeSent = true
+			if c.peerClosed || c.failing {
+				fx.teardown = true
+			} else if c.closeTimer == nil && !c.torn {
+				c.closeTimer = c.hub.cfg.Clock.AfterFunc(c.hub.cfg.CloseTimeout, c.closeTimedOut)
+			}
+		}
+		if fx.teardown {
+			c.writing = false
+			c.mu.Unlock()
+			fx.run(c)
 			return
 		}
-		c.mu.Lock()
-		ok := c.nextBatchLocked(b)
 		c.mu.Unlock()
-		if !ok {
-			return
-		}
 	}
 }
 

@@ -180,6 +180,3 @@ func readNonblock(raw syscall.RawConn, b []byte) (int, error) {
 	}
 	return n, nil
 }
-
-// writev writes bufs to the non-blocking socket fd with one system call.
-func writev(fd int, bufs [][]byte) (int, error) { return unix.Writev(fd, bufs) }

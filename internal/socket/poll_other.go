@@ -22,6 +22,3 @@ func (p *poller) close()                   {}
 func readNonblock(raw syscall.RawConn, b []byte) (int, error) {
 	return 0, errors.New("socket: no non-blocking reads on this system")
 }
-
-// writev is not used here: writes always go through a writer goroutine.
-func writev(fd int, bufs [][]byte) (int, error) { return 0, syscall.EAGAIN }
