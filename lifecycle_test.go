@@ -337,7 +337,7 @@ func TestOverloaded(t *testing.T) {
 
 func TestEviction_ManyObjects(t *testing.T) {
 	fc := clock.NewFake(time.Unix(0, 0))
-	rt := openRuntime(t, durable.Options{Durability: durable.NoSync, Clock: fc})
+	rt := openRuntime(t, durable.Options{Durability: durable.NoSync, Clock: fc, MaxLiveObjects: -1})
 	e := &env{}
 	ns := durable.MustRegister(rt, "Counter", newCounter, e)
 	runtime.GC()

@@ -80,6 +80,12 @@ type Options struct {
 	// MaxQueue bounds the calls waiting for one object. 0 means
 	// DefaultMaxQueue.
 	MaxQueue int
+	// MaxLiveObjects bounds the objects in memory at once. Past it, the
+	// least recently used idle objects are evicted early (their WebSockets
+	// hibernate), so that their open databases (two or three file
+	// descriptors each) cannot exhaust the process's descriptors. 0 means
+	// DefaultMaxLiveObjects(); negative means no bound.
+	MaxLiveObjects int
 	// MaxDatabaseSize bounds each object's database, in bytes. 0 means
 	// DefaultMaxDatabaseSize (10 GB).
 	MaxDatabaseSize int64
@@ -218,6 +224,7 @@ func open(opts Options, dur durability.Config) (*Runtime, error) {
 		eng: engine.New(engine.Config{
 			Clock:         opts.Clock,
 			MaxQueue:      opts.MaxQueue,
+			MaxLive:       maxLive(opts.MaxLiveObjects),
 			SweepInterval: min(sweep, engine.DefaultSweepInterval),
 			Logger:        opts.Logger,
 		}),
@@ -340,4 +347,26 @@ func (rt *Runtime) goBackground(fn func(ctx context.Context)) bool {
 		fn(rt.bgCtx)
 	}()
 	return true
+}
+
+// DefaultMaxLiveObjects is the bound on objects in memory when
+// Options.MaxLiveObjects is 0: an eighth of the process's open-file limit
+// (RLIMIT_NOFILE), leaving most descriptors to WebSockets and the rest of
+// the program, and at least 256.
+func DefaultMaxLiveObjects() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+		return 1 << 17
+	}
+	return max(256, int(lim.Cur/8))
+}
+
+func maxLive(n int) int {
+	switch {
+	case n < 0:
+		return 0
+	case n == 0:
+		return DefaultMaxLiveObjects()
+	}
+	return n
 }

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +53,12 @@ type Config struct {
 	// SweepInterval bounds how late an idle object is evicted; 0 means
 	// DefaultSweepInterval.
 	SweepInterval time.Duration
-	Logger        *slog.Logger // nil discards
+	// MaxLive bounds the live activations: past it, the least recently
+	// used idle objects are evicted (down to 90% of MaxLive) whatever
+	// their idle time, so that open databases cannot exhaust the
+	// process's file descriptors. 0 means no bound.
+	MaxLive int
+	Logger  *slog.Logger // nil discards
 }
 
 // Engine is the registry of live objects: it hands out each object's turn
@@ -72,6 +79,9 @@ type Engine struct {
 
 	evictions atomic.Uint64
 	live      atomic.Int64
+
+	trimming atomic.Bool    // a trim to MaxLive is under way
+	closers  sync.WaitGroup // goroutines closing trimmed activations
 }
 
 type shard struct {
@@ -197,11 +207,114 @@ func (o *Object) Activation() Activation {
 // the turn.
 func (o *Object) SetActivation(a Activation) {
 	o.actMu.Lock()
-	defer o.actMu.Unlock()
-	if o.act == nil && a != nil {
-		o.e.live.Add(1)
-	}
+	grew := o.act == nil && a != nil
 	o.act = a
+	o.actMu.Unlock()
+	if grew {
+		if n := o.e.live.Add(1); o.e.cfg.MaxLive > 0 && n > int64(o.e.cfg.MaxLive) {
+			o.e.trim()
+		}
+	}
+}
+
+// trim evicts the least recently used idle objects until 90% of MaxLive
+// are live. Choosing the victims is quick and happens here; closing them
+// (their databases) happens on a goroutine that Shutdown waits for. Only
+// one trim runs at a time; callers that find one running go on.
+func (e *Engine) trim() {
+	if e.closed.Load() || !e.trimming.CompareAndSwap(false, true) {
+		return
+	}
+	excess := int(e.live.Load()) - e.cfg.MaxLive*9/10
+	type candidate struct {
+		sh   *shard
+		key  string
+		used int64
+	}
+	var cands []candidate
+	for i := range e.shards {
+		sh := &e.shards[i]
+		sh.mu.Lock()
+		for k, o := range sh.m {
+			if o.refs.Load() == 0 && o.lock.idle() {
+				cands = append(cands, candidate{sh, k, o.lastUsed.Load()})
+			}
+		}
+		sh.mu.Unlock()
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(a.used, b.used) })
+	var victims []victim
+	for _, c := range cands {
+		if len(victims) >= excess {
+			break
+		}
+		c.sh.mu.Lock()
+		o := c.sh.m[c.key]
+		if o == nil || o.refs.Load() != 0 || !o.lock.idle() {
+			c.sh.mu.Unlock()
+			continue
+		}
+		o.actMu.Lock()
+		a := o.act
+		if a == nil || a.Busy() {
+			o.actMu.Unlock()
+			c.sh.mu.Unlock()
+			continue
+		}
+		o.act = nil
+		o.actMu.Unlock()
+		delete(c.sh.m, c.key)
+		victims = append(victims, victim{c.sh, c.key, a, c.sh.startClosingLocked(c.key)})
+		c.sh.mu.Unlock()
+		e.live.Add(-1)
+		e.evictions.Add(1)
+	}
+	if len(victims) == 0 {
+		e.trimming.Store(false)
+		return
+	}
+	e.closers.Add(1)
+	go func() {
+		defer e.closers.Done()
+		defer e.trimming.Store(false)
+		closeVictims(victims)
+	}()
+}
+
+// victim is an evicted activation to close; key is marked closing in sh.
+type victim struct {
+	sh   *shard
+	key  string
+	a    Activation
+	done chan struct{}
+}
+
+// closeParallel bounds the activations closed at once. Closing waits for
+// the object's last commit to be durable, so closing one after another
+// would let evicted-but-open databases pile up behind the fsyncs.
+const closeParallel = 64
+
+// closeVictims closes vs, up to closeParallel at a time, and returns when
+// all are closed.
+func closeVictims(vs []victim) {
+	if len(vs) == 1 {
+		vs[0].a.Close(nil)
+		vs[0].sh.doneClosing(vs[0].key, vs[0].done)
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(len(vs), closeParallel) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(vs); i = int(next.Add(1)) - 1 {
+				vs[i].a.Close(nil)
+				vs[i].sh.doneClosing(vs[i].key, vs[i].done)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // Reset drops the activation, if it is still a, and closes it with cause.
@@ -323,12 +436,6 @@ func (sh *shard) doneClosing(key string, ch chan struct{}) {
 
 func (e *Engine) sweep(all bool) int {
 	now := e.cfg.Clock.Now().UnixNano()
-	type victim struct {
-		sh   *shard
-		key  string
-		a    Activation
-		done chan struct{}
-	}
 	var victims []victim
 	for i := range e.shards {
 		sh := &e.shards[i]
@@ -352,11 +459,10 @@ func (e *Engine) sweep(all bool) int {
 		}
 		sh.mu.Unlock()
 	}
-	for _, v := range victims {
-		e.live.Add(-1)
-		e.evictions.Add(1)
-		v.a.Close(nil)
-		v.sh.doneClosing(v.key, v.done)
+	e.live.Add(-int64(len(victims)))
+	e.evictions.Add(uint64(len(victims)))
+	if len(victims) > 0 {
+		closeVictims(victims)
 	}
 	return len(victims)
 }
@@ -385,6 +491,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		e.sweepTimer.Stop()
 	}
 	e.sweepMu.Unlock()
+	e.closers.Wait()
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,74 @@
+package durable_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/durable-go/durable"
+)
+
+// Keeper stores one number in its KV storage.
+type Keeper struct{ st *durable.State }
+
+func newKeeper(st *durable.State, _ struct{}) (*Keeper, error) { return &Keeper{st: st}, nil }
+
+func (k *Keeper) Put(ctx context.Context, v int) error { return k.st.Storage().Put("v", v) }
+
+func (k *Keeper) Get(ctx context.Context) (int, error) {
+	v, _, err := durable.Get[int](k.st.Storage(), "v")
+	return v, err
+}
+
+// Ensure Options.MaxLiveObjects bounds the objects in memory (and so the
+// open databases and their file descriptors): 1,000 objects touched one
+// after another with a bound of 100 and no idle eviction leave at most 100
+// live, keep every value, and hold descriptors for about 100 databases.
+func TestMaxLiveObjects(t *testing.T) {
+	const bound, objects = 100, 1000
+	rt := openRuntime(t, durable.Options{Durability: durable.NoSync, MaxLiveObjects: bound, IdleTimeout: time.Hour})
+	ns := durable.MustRegister(rt, "Keeper", newKeeper, struct{}{})
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(ents)
+	}
+	base := fds()
+	ctx := context.Background()
+	peak := 0
+	for i := range objects {
+		if err := durable.Do1(ctx, ns.GetByName(fmt.Sprint("k", i)), (*Keeper).Put, i); err != nil {
+			t.Fatal(err)
+		}
+		peak = max(peak, int(rt.Stats().Live))
+	}
+	waitFor(t, "trimmed objects to close", func() bool { return rt.Stats().Live <= bound })
+	if peak > bound+1 {
+		t.Errorf("peak live objects %d, want at most %d (+1 while a trim starts)", peak, bound)
+	}
+	// Two descriptors per open database without fsync (three with); allow slack for
+	// the test's own and the runtime's.
+	if got := fds() - base; got > 3*(bound+1)+20 {
+		t.Errorf("%d more descriptors than before, want about %d", got, 3*bound)
+	}
+	if st := rt.Stats(); st.Evictions < objects-bound-1 {
+		t.Errorf("Stats = %+v, want at least %d evictions", st, objects-bound-1)
+	}
+	for i := range objects {
+		v, err := durable.Call0(ctx, ns.GetByName(fmt.Sprint("k", i)), (*Keeper).Get)
+		if err != nil || v != i {
+			t.Fatalf("object %d: Get = %d, %v", i, v, err)
+		}
+	}
+}
+
+// Ensure the default bound follows the open-file limit.
+func TestDefaultMaxLiveObjects(t *testing.T) {
+	if n := durable.DefaultMaxLiveObjects(); n < 256 {
+		t.Fatalf("DefaultMaxLiveObjects() = %d, want at least 256", n)
+	}
+}
