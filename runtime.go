@@ -350,15 +350,17 @@ func (rt *Runtime) goBackground(fn func(ctx context.Context)) bool {
 }
 
 // DefaultMaxLiveObjects is the bound on objects in memory when
-// Options.MaxLiveObjects is 0: an eighth of the process's open-file limit
-// (RLIMIT_NOFILE), leaving most descriptors to WebSockets and the rest of
-// the program, and at least 256.
+// Options.MaxLiveObjects is 0: a quarter of the process's open-file limit
+// (RLIMIT_NOFILE), at least 256. A live object holds up to three
+// descriptors, so this leaves at least a quarter of them to WebSockets
+// (one each, hibernated or not) and the rest of the program; raise the
+// limit (ulimit -n) for more.
 func DefaultMaxLiveObjects() int {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
 		return 1 << 17
 	}
-	return max(256, int(lim.Cur/8))
+	return max(256, int(lim.Cur/4))
 }
 
 func maxLive(n int) int {
