@@ -152,6 +152,11 @@ func (c *cli) open() (inspect.API, func(), error) {
 		return c.client(c.admin)
 	}
 	f, err := inspect.OpenFolder(inspect.Config{Dir: c.data, Resolve: c.resolve})
+	if url := c.getenv(envAdminURL); url != "" && errors.Is(err, inspect.ErrNotFound) {
+		// No such folder here: the app's, named by the environment, is
+		// the one meant (the CLI may run on another working directory).
+		return c.client(url)
+	}
 	if errors.Is(err, inspect.ErrLocked) {
 		url := c.getenv(envAdminURL)
 		if url == "" {

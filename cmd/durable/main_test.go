@@ -498,6 +498,9 @@ func TestBench(t *testing.T) {
 			t.Fatalf("ls with a wrong token: %+v", r)
 		}
 		contains(t, ok(t, env, "-data", dir, "sql", "Counter", "a", "SELECT id, value FROM counter"), "3")
+		// Run from elsewhere (no data folder here), the environment's
+		// admin API is the one meant.
+		contains(t, ok(t, env, "-data", filepath.Join(t.TempDir(), "absent"), "sql", "Counter", "a", "SELECT id, value FROM counter"), "3")
 		contains(t, ok(t, env, "-data", dir, "alarms", "-json"), `"namespace": "Timer"`, `"name": "t1"`)
 		contains(t, ok(t, env, "-data", dir, "ls"), "Counter", "KV", "Notes", "Timer")
 		var objs []inspect.Object
