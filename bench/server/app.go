@@ -193,6 +193,8 @@ func newApp(rt *durable.Runtime) (*app, error) {
 		a.rooms.GetByName(n).ServeHTTP(w, r)
 	})
 	a.mux.HandleFunc("GET /ping", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "pong") })
+	// Not part of the benchmark contract: the runtime's Prometheus metrics.
+	a.mux.Handle("GET /metrics", rt.MetricsHandler())
 	a.mux.HandleFunc("GET /counter/{name}/inc", a.counter((*Counter).Inc))
 	a.mux.HandleFunc("GET /counter/{name}/get", a.counter((*Counter).Get))
 	a.mux.HandleFunc("GET /kv/{name}/put", a.kvPut)

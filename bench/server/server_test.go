@@ -92,6 +92,12 @@ func TestContract(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The runtime's metrics count what the contract did: five counter
+	// calls (three incs, two gets) on Counter.
+	_, metrics := get(t, base, "/metrics")
+	if want := `durable_calls_total{kind="rpc",namespace="Counter"} 5`; !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %q:\n%.2000s", want, metrics)
+	}
 }
 
 func TestBadInput(t *testing.T) {
