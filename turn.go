@@ -242,9 +242,13 @@ func (t *turn) blockWhile(ctx context.Context, fn func(ctx context.Context) erro
 	a := t.a
 	timer := rt.opts.Clock.AfterFunc(rt.opts.BlockConcurrencyTimeout, func() {
 		timedOut.Store(true)
-		cancel(ErrBlockTimeout)
-		t.stale.Store(true)
+		// Reset first, then wake the handler: when it ends its turn, the
+		// activation is closed with ErrBlockTimeout as the cause, whichever
+		// of end's checks it meets (waking it first let it end the turn
+		// as if nothing happened, its error turned into a RemoteError).
 		t.o.ForceReset(tok, a, ErrBlockTimeout)
+		t.stale.Store(true)
+		cancel(ErrBlockTimeout)
 	})
 	err := fn(bctx)
 	timer.Stop()
