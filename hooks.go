@@ -5,14 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/durable-go/durable/internal/alarm"
 	"github.com/durable-go/durable/internal/engine"
 	"github.com/durable-go/durable/internal/hook"
+	"github.com/durable-go/durable/internal/storage"
 )
 
 // The powers lent to durabletest and the admin API (see internal/hook).
@@ -193,34 +192,14 @@ func (rt *Runtime) storedIDs(ns string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	shards, err := os.ReadDir(filepath.Join(rt.opts.Dir, c.name))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	ids, err := storage.ObjectIDs(rt.opts.Dir, c.name)
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
-	for _, sh := range shards {
-		if !sh.IsDir() || len(sh.Name()) != 2 {
-			continue
-		}
-		files, err := os.ReadDir(filepath.Join(rt.opts.Dir, c.name, sh.Name()))
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range files {
-			hexID, ok := strings.CutSuffix(f.Name(), ".sqlite")
-			if !ok || !strings.HasPrefix(hexID, sh.Name()) {
-				continue
-			}
-			if _, err := c.key.parse(c.name, hexID); err == nil {
-				ids = append(ids, hexID)
-			}
-		}
-	}
-	slices.Sort(ids)
-	return ids, nil
+	return slices.DeleteFunc(ids, func(id string) bool {
+		_, err := c.key.parse(c.name, id)
+		return err != nil // a file not of this namespace's IDs
+	}), nil
 }
 
 // running describes what still runs in rt (see hook.Running).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"path/filepath"
 
 	"github.com/durable-go/durable/internal/codec"
 	"github.com/durable-go/durable/internal/storage"
@@ -88,7 +87,7 @@ func (a *activation) database() (*storage.DB, error) {
 	}
 	rt := a.c.rt
 	hexID := a.id.String()
-	path := filepath.Join(rt.opts.Dir, a.c.name, hexID[:2], hexID+".sqlite")
+	path := storage.ObjectPath(rt.opts.Dir, a.c.name, hexID)
 	db, err := storage.Open(path, storage.Options{
 		Durability:      rt.dur,
 		MaxDatabaseSize: rt.opts.MaxDatabaseSize,

@@ -249,25 +249,10 @@ func (e *Engine) trim() {
 			break
 		}
 		c.sh.mu.Lock()
-		o := c.sh.m[c.key]
-		if o == nil || o.refs.Load() != 0 || !o.lock.idle() {
-			c.sh.mu.Unlock()
-			continue
+		if v, ok := c.sh.detachLocked(c.key); ok {
+			victims = append(victims, v)
 		}
-		o.actMu.Lock()
-		a := o.act
-		if a == nil || a.Busy() {
-			o.actMu.Unlock()
-			c.sh.mu.Unlock()
-			continue
-		}
-		o.act = nil
-		o.actMu.Unlock()
-		delete(c.sh.m, c.key)
-		victims = append(victims, victim{c.sh, c.key, a, c.sh.startClosingLocked(c.key)})
 		c.sh.mu.Unlock()
-		e.live.Add(-1)
-		e.evictions.Add(1)
 	}
 	if len(victims) == 0 {
 		e.trimming.Store(false)
@@ -277,8 +262,38 @@ func (e *Engine) trim() {
 	go func() {
 		defer e.closers.Done()
 		defer e.trimming.Store(false)
-		closeVictims(victims)
+		e.retire(victims)
 	}()
+}
+
+// detachLocked takes the activation of key out of the shard if the object
+// is live and idle (no call holds, waits for or pins it; nothing keeps it
+// busy), and marks key as closing. sh.mu is held.
+func (sh *shard) detachLocked(key string) (victim, bool) {
+	o := sh.m[key]
+	if o == nil || o.refs.Load() != 0 || !o.lock.idle() {
+		return victim{}, false
+	}
+	o.actMu.Lock()
+	a := o.act
+	if a == nil || a.Busy() {
+		o.actMu.Unlock()
+		return victim{}, false
+	}
+	o.act = nil
+	o.actMu.Unlock()
+	delete(sh.m, key)
+	return victim{sh, key, a, sh.startClosingLocked(key)}, true
+}
+
+// retire counts detached activations as evicted and closes them.
+func (e *Engine) retire(vs []victim) {
+	if len(vs) == 0 {
+		return
+	}
+	e.live.Add(-int64(len(vs)))
+	e.evictions.Add(uint64(len(vs)))
+	closeVictims(vs)
 }
 
 // victim is an evicted activation to close; key is marked closing in sh.
@@ -392,28 +407,12 @@ func (e *Engine) EvictAll() int {
 func (e *Engine) Evict(key string) bool {
 	sh := &e.shards[maphash.String(e.seed, key)%shardCount]
 	sh.mu.Lock()
-	o := sh.m[key]
-	if o == nil || o.refs.Load() != 0 || !o.lock.idle() {
-		sh.mu.Unlock()
-		return false
-	}
-	o.actMu.Lock()
-	a := o.act
-	if a == nil || a.Busy() {
-		o.actMu.Unlock()
-		sh.mu.Unlock()
-		return false
-	}
-	o.act = nil
-	o.actMu.Unlock()
-	delete(sh.m, key)
-	done := sh.startClosingLocked(key)
+	v, ok := sh.detachLocked(key)
 	sh.mu.Unlock()
-	e.live.Add(-1)
-	e.evictions.Add(1)
-	a.Close(nil)
-	sh.doneClosing(key, done)
-	return true
+	if ok {
+		e.retire([]victim{v})
+	}
+	return ok
 }
 
 // startClosingLocked marks key as closing (see shard.closing).
@@ -459,11 +458,7 @@ func (e *Engine) sweep(all bool) int {
 		}
 		sh.mu.Unlock()
 	}
-	e.live.Add(-int64(len(victims)))
-	e.evictions.Add(uint64(len(victims)))
-	if len(victims) > 0 {
-		closeVictims(victims)
-	}
+	e.retire(victims)
 	return len(victims)
 }
 

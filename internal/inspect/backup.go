@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/durable-go/durable/internal/alarm"
+
+	"github.com/durable-go/durable/internal/storage"
 )
 
 // BackupResult says what Backup wrote.
@@ -51,7 +53,7 @@ func Backup(ctx context.Context, api API, dst string, progress Progress) (*Backu
 	dirs := map[string]bool{dst: true, filepath.Dir(dst): true}
 	for i, o := range objs {
 		dir := filepath.Join(dst, o.Namespace, o.ID[:2])
-		path := filepath.Join(dir, o.ID+dbSuffix)
+		path := filepath.Join(dir, o.ID+storage.DBSuffix)
 		size, at, err := backupObject(ctx, api, o, dir, path)
 		if errors.Is(err, ErrNotFound) {
 			continue

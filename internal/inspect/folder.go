@@ -26,7 +26,6 @@ import (
 const (
 	lockFile       = ".lock"          // flock'ed by the runtime that has the folder open
 	alarmIndexFile = ".alarms.sqlite" // the node's alarm index (internal/alarm)
-	dbSuffix       = ".sqlite"        // <namespace>/<id[:2]>/<id>.sqlite
 )
 
 // Gate keeps a Folder's accesses to an object's database apart from a
@@ -162,7 +161,7 @@ func (f *Folder) Dir() string { return f.cfg.Dir }
 
 // path returns the database file of ref.
 func (f *Folder) path(ref Ref) string {
-	return filepath.Join(f.cfg.Dir, ref.Namespace, ref.ID[:2], ref.ID+dbSuffix)
+	return storage.ObjectPath(f.cfg.Dir, ref.Namespace, ref.ID)
 }
 
 // resolve resolves an object reference.
@@ -271,40 +270,19 @@ func (f *Folder) checkNamespace(ns string) error {
 // refs lists the objects with a database in namespace ns, sorted by ID.
 // Files whose name is not an ID of ns are skipped.
 func (f *Folder) refs(ns string) ([]Ref, error) {
-	shards, err := os.ReadDir(filepath.Join(f.cfg.Dir, ns))
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(f.cfg.Dir, ns)); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: namespace %s", ErrNotFound, ns)
 	}
+	ids, err := storage.ObjectIDs(f.cfg.Dir, ns)
 	if err != nil {
 		return nil, err
 	}
 	var out []Ref
-	for _, sh := range shards {
-		if !sh.IsDir() || len(sh.Name()) != 2 {
-			continue
-		}
-		files, err := os.ReadDir(filepath.Join(f.cfg.Dir, ns, sh.Name()))
-		if err != nil {
-			return nil, err
-		}
-		for _, file := range files {
-			id, ok := strings.CutSuffix(file.Name(), dbSuffix)
-			if !ok || len(id) != 64 || !strings.HasPrefix(id, sh.Name()) {
-				continue
-			}
-			if _, err := hex.DecodeString(id); err != nil {
-				continue
-			}
-			r, err := f.cfg.Resolve(ns, id)
-			if err != nil {
-				continue // not an ID of ns (or not a namespace)
-			}
-			if r.ID == id {
-				out = append(out, Ref{Namespace: ns, ID: id})
-			}
+	for _, id := range ids {
+		if r, err := f.cfg.Resolve(ns, id); err == nil && r.ID == id {
+			out = append(out, Ref{Namespace: ns, ID: id})
 		}
 	}
-	slices.SortFunc(out, func(a, b Ref) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
