@@ -220,7 +220,7 @@ func (o *Object) SetActivation(a Activation) {
 // trim evicts the least recently used idle objects until 90% of MaxLive
 // are live. Choosing the victims is quick and happens here; closing them
 // (their databases) happens on a goroutine that Shutdown waits for. Only
-// one trim runs at a time; callers that find one running go on.
+// one trim chooses at a time; callers that find one choosing go on.
 func (e *Engine) trim() {
 	if e.closed.Load() || !e.trimming.CompareAndSwap(false, true) {
 		return
@@ -254,16 +254,18 @@ func (e *Engine) trim() {
 		}
 		c.sh.mu.Unlock()
 	}
-	if len(victims) == 0 {
-		e.trimming.Store(false)
-		return
+	// The victims are out of the count already: the next activation past
+	// the bound may start another trim while these close.
+	e.live.Add(-int64(len(victims)))
+	e.evictions.Add(uint64(len(victims)))
+	if len(victims) > 0 {
+		e.closers.Add(1)
+		go func() {
+			defer e.closers.Done()
+			closeVictims(victims)
+		}()
 	}
-	e.closers.Add(1)
-	go func() {
-		defer e.closers.Done()
-		defer e.trimming.Store(false)
-		e.retire(victims)
-	}()
+	e.trimming.Store(false)
 }
 
 // detachLocked takes the activation of key out of the shard if the object
