@@ -29,6 +29,11 @@ var (
 	// ErrDurability means a write could not be made durable. The reply
 	// that waited for it was dropped and the object was reset.
 	ErrDurability = errors.New("durable: write not durable")
+	// ErrInTransaction means a call that would end or escape a
+	// transaction was made inside one: an outgoing call, Transaction or
+	// Sync inside TransactionSync, or Sync inside Transaction. Nothing was
+	// done and the object is not reset.
+	ErrInTransaction = errors.New("durable: not allowed inside a transaction")
 	// ErrNoMethod means the object has no RPC method of that name.
 	ErrNoMethod = errors.New("durable: no such method")
 	// ErrBadArgument means an RPC argument or result cannot be carried

@@ -214,12 +214,85 @@ func (s *Storage) TransactionSync(fn func() error) error {
 	return err
 }
 
+// Transaction runs fn as a transaction that, unlike TransactionSync, may
+// make outgoing calls (to other objects) while it is open, and keeps the
+// object exclusive until it ends: no other event reaches the object in the
+// meantime, as with State.BlockConcurrencyWhile, and the same timeout
+// applies (Options.BlockConcurrencyTimeout; past it the object is reset).
+//
+// Every storage call fn makes, directly or through helpers, joins the
+// transaction. If fn returns an error, its writes (SQL, KV and alarm) are
+// rolled back and Transaction returns the error; the object is not reset
+// and its earlier writes stand. If fn panics, its writes are rolled back
+// and the panic continues (the turn then fails and resets the object, as
+// any panic does). If fn returns nil, its writes join the turn's implicit
+// transaction and commit with it.
+//
+// To keep the output gate, Transaction first commits the turn's earlier
+// writes, as an outgoing call would; a call made inside fn leaves once
+// those are durable. fn's own writes are not committed until the
+// transaction ends, so they may still roll back after such a call has
+// left: make the calls inside a transaction ones that are safe to repeat.
+// WebSocket messages sent inside fn stay held until the turn's writes are
+// durable.
+//
+// ctx must be the handler's ctx. Transactions nest (an inner one that
+// fails rolls back only its own writes). Transaction inside
+// TransactionSync and Sync inside Transaction return an error wrapping
+// ErrInTransaction.
+func (s *Storage) Transaction(ctx context.Context, fn func(ctx context.Context) error) (err error) {
+	t := turnFrom(ctx)
+	if t == nil || t.a != s.a {
+		return ErrNoTurn
+	}
+	if t.stale.Load() {
+		return t.a.closedErr()
+	}
+	db, err := s.a.database()
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	outer := t.tx == 0
+	t.mu.Unlock()
+	if outer {
+		if db.InSavepoint() {
+			return fmt.Errorf("%w: Transaction inside TransactionSync", ErrInTransaction)
+		}
+		if _, err := s.a.commitDB(db); err != nil {
+			err = fmt.Errorf("%w: %w", ErrDurability, err)
+			s.a.setBroken(err)
+			return err
+		}
+	}
+	return t.hold(ctx, false, func(ctx context.Context) (err error) {
+		t.mu.Lock()
+		t.tx++
+		t.mu.Unlock()
+		defer func() {
+			t.mu.Lock()
+			t.tx--
+			t.mu.Unlock()
+		}()
+		done := false
+		defer func() { s.a.forgetAlarmUnless(done && err == nil) }() // alarm.go
+		err = db.TransactionSync(func() error { return fn(ctx) })
+		done = true
+		return err
+	})
+}
+
 // Sync commits the turn's writes so far and waits until they are durable.
 // It ends the turn's implicit transaction early, as an outgoing call does.
+// Inside TransactionSync or Transaction it returns an error wrapping
+// ErrInTransaction.
 func (s *Storage) Sync(ctx context.Context) error {
 	db, err := s.a.database()
 	if err != nil {
 		return err
+	}
+	if t := turnFrom(ctx); db.InSavepoint() || (t != nil && t.inTx()) {
+		return fmt.Errorf("%w: Sync would commit an open transaction", ErrInTransaction)
 	}
 	ticket, err := s.a.commitDB(db)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/durable-go/durable/internal/durability"
 	"github.com/durable-go/durable/internal/engine"
 	"github.com/durable-go/durable/internal/socket"
+	"github.com/durable-go/durable/internal/storage"
 )
 
 // objectDB is what a turn needs of an object's database.
@@ -128,6 +129,25 @@ func (a *activation) commit() (durability.Ticket, error) {
 	return ticket, err
 }
 
+// inSavepoint reports whether a TransactionSync callback is running.
+func (a *activation) inSavepoint() bool {
+	a.mu.Lock()
+	db, _ := a.db.(*storage.DB)
+	a.mu.Unlock()
+	return db != nil && db.InSavepoint()
+}
+
+// lastTicket returns the ticket of the database's last commit.
+func (a *activation) lastTicket() durability.Ticket {
+	a.mu.Lock()
+	db, _ := a.db.(*storage.DB)
+	a.mu.Unlock()
+	if db == nil {
+		return durability.Ticket{}
+	}
+	return db.Last()
+}
+
 func (a *activation) rollback() {
 	a.mu.Lock()
 	db := a.db
@@ -153,6 +173,7 @@ type turn struct {
 	block    int        // BlockConcurrencyWhile depth
 	out      int        // outgoing calls in flight
 	released bool       // the engine turn is given up during outgoing calls
+	tx       int        // Storage.Transaction depth
 	stale    atomic.Bool
 	// held holds WebSocket output until the turn's writes are durable
 	// (websocket.go); guarded by mu.
@@ -174,11 +195,29 @@ func (t *turn) yield(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.tx == 0 && t.a.inSavepoint() {
+		return fmt.Errorf("%w: an outgoing call inside TransactionSync (use Storage.Transaction to call out inside a transaction)", ErrInTransaction)
+	}
 	t.out++
 	if t.out > 1 {
 		return nil // a concurrent outgoing call already yielded
 	}
-	ticket, err := t.a.commit()
+	var ticket durability.Ticket
+	var err error
+	if t.tx > 0 {
+		// Inside Transaction its writes stay open across the call; the
+		// turn's earlier writes were committed when it began: the call
+		// leaves once they are durable. Held output stays held until the
+		// transaction's writes are committed and durable too.
+		ticket = t.a.lastTicket()
+		if err = ticket.Wait(ctx); err != nil {
+			t.out--
+			t.a.setBroken(fmt.Errorf("%w: %w", ErrDurability, err))
+			return fmt.Errorf("%w: %w", ErrDurability, err)
+		}
+		return nil // BlockConcurrencyWhile is active: the turn is kept
+	}
+	ticket, err = t.a.commit()
 	if err == nil {
 		err = ticket.Wait(ctx)
 	}
@@ -193,6 +232,13 @@ func (t *turn) yield(ctx context.Context) error {
 		t.released = true
 	}
 	return nil
+}
+
+// inTx reports whether a Storage.Transaction is open in the turn.
+func (t *turn) inTx() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.tx > 0
 }
 
 // resume takes the turn back after an outgoing call.
@@ -226,6 +272,12 @@ func (t *turn) resume() error {
 // calls. If fn runs past the runtime's BlockConcurrencyTimeout the object is
 // reset at once and other events proceed; fn's ctx is cancelled.
 func (t *turn) blockWhile(ctx context.Context, fn func(ctx context.Context) error) error {
+	return t.hold(ctx, true, fn)
+}
+
+// hold runs fn with the object's turn held even across outgoing calls, as
+// blockWhile does; an error from fn resets the object only if resetOnErr.
+func (t *turn) hold(ctx context.Context, resetOnErr bool, fn func(ctx context.Context) error) error {
 	t.mu.Lock()
 	t.block++
 	tok := t.tok
@@ -255,7 +307,7 @@ func (t *turn) blockWhile(ctx context.Context, fn func(ctx context.Context) erro
 	if timedOut.Load() {
 		return fmt.Errorf("%w: %w", ErrObjectReset, ErrBlockTimeout)
 	}
-	if err != nil {
+	if err != nil && resetOnErr {
 		a.setBroken(err)
 	}
 	return err

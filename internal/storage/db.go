@@ -566,6 +566,18 @@ func (db *DB) undoSavepoint() error {
 	return db.execInternal("RELEASE _durable_sp")
 }
 
+// InSavepoint reports whether a TransactionSync callback is running.
+func (db *DB) InSavepoint() bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.spDepth > 0
+}
+
+// Last returns the Ticket of the last commit; see durability.File.Last.
+func (db *DB) Last() durability.Ticket {
+	return db.file.Last()
+}
+
 // DatabaseSize returns the bytes the database uses: (page_count -
 // freelist_count) * page_size. It counts the internal tables too.
 func (db *DB) DatabaseSize() (int64, error) {
