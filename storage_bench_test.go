@@ -143,7 +143,7 @@ func writtenBytes() int64 {
 }
 
 // BenchmarkRawSpread_1000Files64 is the disk's ceiling for commits spread
-// over many files, without SQLite or the runtime: each op appends 6 KiB
+// over many files, without SQLite or the runtime: each op appends 5 KiB
 // (about what one durable single-row commit writes to its WAL: a page or
 // two with frame headers, see written-B/op) to the next of 1,000 files, and
 // every 64 appends one syncfs makes them durable, as the durability layer
