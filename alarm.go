@@ -318,18 +318,20 @@ func (rt *Runtime) deliverAlarm(ctx context.Context, d alarm.Delivery) alarm.Res
 	}
 	id := ID{raw: d.Key.ID, ns: c.name}
 	var res alarm.Result
-	err := c.invokeKind(ctx, kindAlarm, id, func() string { return "Alarm" }, func(ctx context.Context, inst any) error {
+	wait := c.invokeAsync(ctx, kindAlarm, id, func() string { return "Alarm" }, func(ctx context.Context, inst any) error {
 		return c.runAlarm(ctx, inst, d, &res, false)
 	})
-	if err != nil {
-		if !d.Drop {
-			c.m.alarmsFailed.Add(1) // metrics.go
+	return alarm.Result{Wait: func() alarm.Result {
+		if err := wait(ctx); err != nil {
+			if !d.Drop {
+				c.m.alarmsFailed.Add(1) // metrics.go
+			}
+			res.Err = err
+			res.Ran = false
+			res.Infra = IsOverloaded(err) || errors.Is(err, ErrDurability) || errors.Is(err, durability.ErrClosed)
 		}
-		res.Err = err
-		res.Ran = false
-		res.Infra = IsOverloaded(err) || errors.Is(err, ErrDurability) || errors.Is(err, durability.ErrClosed)
-	}
-	return res
+		return res
+	}}
 }
 
 // runAlarm is the body of an alarm turn. It reads the stored alarm (the

@@ -335,17 +335,53 @@ func (c *nsCore) invokeKind(ctx context.Context, kind callKind, id ID, name func
 			}
 		}()
 	}
-	o, err := c.rt.eng.Enter(c.objectKey(id))
+	wait, err := c.runTurn(ctx, id, name, fn)
 	if err != nil {
 		return err
 	}
-	defer o.Leave()
+	return wait(ctx)
+}
+
+// invokeAsync is invokeKind for a caller outside any turn (the alarm
+// scheduler) that wants its goroutine back once the turn has ended, before
+// its writes are durable: the call's outcome comes from the returned
+// function, which waits for them. It must be called exactly once; until
+// then the object stays pinned in memory.
+func (c *nsCore) invokeAsync(ctx context.Context, kind callKind, id ID, name func() string, fn func(ctx context.Context, inst any) error) func(context.Context) error {
+	k := c.m.counters(id, kind) // metrics.go
+	k.calls.Add(1)
+	wait, err := c.runTurn(ctx, id, name, fn)
+	return func(ctx context.Context) error {
+		if err == nil {
+			err = wait(ctx)
+		}
+		k.finish(&err)
+		return err
+	}
+}
+
+// runTurn runs one event's turn: it enters the object (constructing it if
+// needed), runs fn under the turn and ends the turn. Unless it returns an
+// error first, the returned wait must be called: it waits until the turn's
+// writes are durable, releases the turn's held output and returns the
+// call's outcome; the object stays pinned until then.
+func (c *nsCore) runTurn(ctx context.Context, id ID, name func() string, fn func(ctx context.Context, inst any) error) (wait func(context.Context) error, err error) {
+	o, err := c.rt.eng.Enter(c.objectKey(id))
+	if err != nil {
+		return nil, err
+	}
+	pinned := true
+	defer func() {
+		if pinned {
+			o.Leave()
+		}
+	}()
 	tok, err := o.Acquire(ctx, false)
 	if err != nil {
 		if errors.Is(err, ErrOverloaded) {
-			return fmt.Errorf("%w: %s %s (%d queued)", ErrOverloaded, c.name, id.String()[:12], o.Queued())
+			return nil, fmt.Errorf("%w: %s %s (%d queued)", ErrOverloaded, c.name, id.String()[:12], o.Queued())
 		}
-		return err
+		return nil, err
 	}
 	t := &turn{o: o, tok: tok}
 
@@ -364,7 +400,7 @@ func (c *nsCore) invokeKind(ctx context.Context, kind callKind, id ID, name func
 		if err != nil {
 			t.o.Release(t.tok)
 			t.settleHeld(err)
-			return err
+			return nil, err
 		}
 	}
 	t.a = a
@@ -378,25 +414,29 @@ func (c *nsCore) invokeKind(ctx context.Context, kind callKind, id ID, name func
 	ticket, ferr := t.end(herr, panicErr)
 	if ferr != nil {
 		t.settleHeld(ferr)
-		return ferr
+		return nil, ferr
 	}
 	if panicErr != nil {
 		t.settleHeld(panicErr)
-		return &RemoteError{Namespace: c.name, ID: id.String(), Method: name(), Message: panicErr.Error(), Panic: true}
+		return nil, &RemoteError{Namespace: c.name, ID: id.String(), Method: name(), Message: panicErr.Error(), Panic: true}
 	}
-	if werr := ticket.Wait(ctx); werr != nil {
-		if ctx.Err() != nil {
-			t.settleHeldAfter(ticket)
-			return context.Cause(ctx)
+	pinned = false
+	return func(ctx context.Context) error {
+		defer o.Leave()
+		if werr := ticket.Wait(ctx); werr != nil {
+			if ctx.Err() != nil {
+				t.settleHeldAfter(ticket)
+				return context.Cause(ctx)
+			}
+			t.settleHeld(werr)
+			return fmt.Errorf("%w: %w", ErrDurability, werr)
 		}
-		t.settleHeld(werr)
-		return fmt.Errorf("%w: %w", ErrDurability, werr)
-	}
-	t.settleHeld(nil)
-	if herr != nil {
-		return toRemote(c.name, id, name(), herr)
-	}
-	return nil
+		t.settleHeld(nil)
+		if herr != nil {
+			return toRemote(c.name, id, name(), herr)
+		}
+		return nil
+	}, nil
 }
 
 // end finishes a turn: it commits (or, after an error, rolls back) the

@@ -22,6 +22,11 @@ const maxInfraBackoff = 10
 // above the number of cores.
 const DefaultWorkers = 128
 
+// maxWaitingPerWorker bounds the deliveries waiting for their writes to
+// become durable off the workers (Result.Wait), per worker. Each pins its
+// object in memory; past the bound workers wait themselves.
+const maxWaitingPerWorker = 8
+
 // ErrClosed is returned by Prepare once the Scheduler is closed.
 var ErrClosed = errors.New("alarm: scheduler closed")
 
@@ -55,6 +60,12 @@ type Result struct {
 	// (the object was overloaded, a write could not be made durable): the
 	// alarm is retried with backoff, without using up Policy.Retries.
 	Infra bool
+	// Wait, if set, means the delivery's turn has ended but its writes
+	// are not durable yet: the Scheduler calls Wait once, off the worker,
+	// and its Result is the delivery's outcome. The worker meanwhile
+	// starts the next delivery, so that slow fsyncs do not make alarms
+	// due in the meantime late.
+	Wait func() Result
 }
 
 // Ticket stands for an object's commit; Wait returns nil once the commit
@@ -194,6 +205,7 @@ type Scheduler struct {
 	ready     map[string]bool
 	runq      []*entry   // due, waiting for a worker
 	running   int        // deliveries in progress
+	waiting   int        // of which waiting for durability off a worker
 	workCond  *sync.Cond // runq grew, or stopped
 	cur       *batch     // index writes being gathered
 	writeCond *sync.Cond // cur has ops, or writeStop
@@ -451,6 +463,31 @@ func (s *Scheduler) work() {
 		e.drop = false
 		s.mu.Unlock()
 		r := s.cfg.Deliver(s.ctx, d)
+		if r.Wait != nil {
+			s.mu.Lock()
+			async := s.waiting < s.cfg.Workers*maxWaitingPerWorker
+			if async {
+				s.waiting++
+				// The worker itself is counted in wgWork, so Add cannot
+				// race with Close's Wait reaching zero.
+				s.wgWork.Add(1)
+			}
+			s.mu.Unlock()
+			if async {
+				go func() {
+					defer s.wgWork.Done()
+					r := r.Wait()
+					s.mu.Lock()
+					defer s.mu.Unlock()
+					s.waiting--
+					s.running--
+					s.completeLocked(e, d, r)
+				}()
+				s.mu.Lock()
+				continue
+			}
+			r = r.Wait() // too many waiting already: wait here
+		}
 		s.mu.Lock()
 		s.running--
 		s.completeLocked(e, d, r)

@@ -317,3 +317,120 @@ func TestPolicy_Backoff(t *testing.T) {
 		t.Fatalf("Backoff(100) = %v, want the 24h cap", d)
 	}
 }
+
+// TestScheduler_WaitOffWorker: a delivery whose writes are slow to become
+// durable (Result.Wait blocks) does not hold its worker: with one worker,
+// later alarms are delivered meanwhile; the slow alarm is not delivered
+// again before its Wait returns, its outcome counts once it does, and
+// Close waits for it.
+func TestScheduler_WaitOffWorker(t *testing.T) {
+	fc := clock.NewFake(t0)
+	o := newObjects()
+	slow := key(0)
+	gate := make(chan struct{})
+	waited := make(chan struct{})
+	s, err := alarm.Open(alarm.Config{
+		Path:    filepath.Join(t.TempDir(), "index"),
+		Clock:   fc,
+		Workers: 1,
+		Deliver: func(ctx context.Context, d alarm.Delivery) alarm.Result {
+			r := o.deliver(ctx, d)
+			if d.Key != slow {
+				return r
+			}
+			return alarm.Result{Wait: func() alarm.Result {
+				<-gate
+				close(waited)
+				return r
+			}}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.s, o.c = s, fc
+	s.Ready("ns")
+	o.commit(slow, t0, true)
+	for i := 1; i <= 5; i++ {
+		o.commit(key(i), t0.Add(time.Second), true)
+	}
+	fc.Set(t0)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(o.Deliveries()) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow alarm was not delivered")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The slow delivery waits; the one worker must still deliver the rest.
+	fc.Set(t0.Add(time.Second))
+	for len(o.Deliveries()) < 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d deliveries while one waited for durability, want 6", len(o.Deliveries()))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st := s.Stats(); st.Delivered != 5 || st.Running != 1 {
+		t.Fatalf("while the slow one waits: %+v, want 5 delivered and 1 running", st)
+	}
+	close(gate)
+	<-waited
+	for s.Stats().Delivered != 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after Wait returned: %+v, want 6 delivered", s.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for _, d := range o.Deliveries() {
+		if d.Key == slow && d.Retry != 0 {
+			t.Fatalf("the slow alarm was delivered again: %+v", d)
+		}
+	}
+	if n := len(o.Deliveries()); n != 6 {
+		t.Fatalf("%d deliveries, want 6", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScheduler_CloseWaitsForWait: Close returns only after a pending
+// Result.Wait has returned.
+func TestScheduler_CloseWaitsForWait(t *testing.T) {
+	fc := clock.NewFake(t0)
+	entered := make(chan struct{})
+	var finished bool
+	var mu sync.Mutex
+	s, err := alarm.Open(alarm.Config{
+		Path:  filepath.Join(t.TempDir(), "index"),
+		Clock: fc,
+		Deliver: func(ctx context.Context, d alarm.Delivery) alarm.Result {
+			return alarm.Result{Wait: func() alarm.Result {
+				close(entered)
+				time.Sleep(20 * time.Millisecond)
+				mu.Lock()
+				finished = true
+				mu.Unlock()
+				return alarm.Result{}
+			}}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Ready("ns")
+	ch, err := s.Prepare(key(1), t0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Committed(ch, done{}, nil)
+	<-entered
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !finished {
+		t.Fatal("Close returned before the pending Wait did")
+	}
+}
