@@ -6,6 +6,7 @@ import (
 
 	"github.com/durable-go/durable/internal/durability"
 	"github.com/durable-go/durable/internal/engine"
+	"github.com/durable-go/durable/internal/storage"
 )
 
 // Errors of the runtime. Calls return them wrapped; test with errors.Is.
@@ -26,9 +27,18 @@ var (
 	// ErrNoTurn means a call that needs the object's turn was made outside
 	// it: use the ctx the handler was given.
 	ErrNoTurn = errors.New("durable: not inside one of this object's turns (pass the handler's ctx)")
-	// ErrDurability means a write could not be made durable. The reply
-	// that waited for it was dropped and the object was reset.
+	// ErrDurability means a write could not be made durable (a failed
+	// fsync or I/O error). The reply that waited for it was dropped and
+	// the object is reset: at once, or before its next event if other
+	// turns were already running.
 	ErrDurability = errors.New("durable: write not durable")
+	// ErrCommit means the turn's writes could not be committed because of
+	// what they were: a deferred constraint failed at COMMIT, or a
+	// statement had aborted the transaction (*TxAbortedError) and the
+	// handler returned nil anyway. The writes were rolled back and the
+	// object was reset. errors.As finds the *SQLError or *TxAbortedError.
+	// It is not retryable: the same call would fail again.
+	ErrCommit = errors.New("durable: the turn's writes failed to commit and were rolled back")
 	// ErrInTransaction means a call that would end or escape a
 	// transaction was made inside one: an outgoing call, Transaction or
 	// Sync inside TransactionSync, or Sync inside Transaction. Nothing was
@@ -96,4 +106,15 @@ func IsOverloaded(err error) bool {
 		return re.Overloaded
 	}
 	return errors.Is(err, ErrOverloaded)
+}
+
+// commitError classifies an error of a turn's commit: the object's own
+// writes at fault (ErrCommit) or the storage underneath (ErrDurability).
+func commitError(err error) error {
+	var aborted *storage.TxAbortedError
+	var sqlErr *storage.SQLError
+	if errors.As(err, &aborted) || (errors.As(err, &sqlErr) && sqlErr.IsConstraint()) {
+		return fmt.Errorf("%w: %w", ErrCommit, err)
+	}
+	return fmt.Errorf("%w: %w", ErrDurability, err)
 }

@@ -87,7 +87,8 @@ type Options struct {
 	// DefaultMaxLiveObjects(); negative means no bound.
 	MaxLiveObjects int
 	// MaxDatabaseSize bounds each object's database, in bytes. 0 means
-	// DefaultMaxDatabaseSize (10 GB).
+	// DefaultMaxDatabaseSize (10 GB); below MinDatabaseSize (64 KiB) Open
+	// fails.
 	MaxDatabaseSize int64
 	// AlarmRetries is how often a failing alarm is retried before it is
 	// dropped (and logged and counted in AlarmStats). 0 means
@@ -184,6 +185,9 @@ func open(opts Options, dur durability.Config) (*Runtime, error) {
 	}
 	if opts.IdleTimeout < 0 || opts.PinnedIdleTimeout < 0 || opts.BlockConcurrencyTimeout < 0 || opts.MaxQueue < 0 {
 		return nil, errors.New("durable: Options: negative timeout or queue size")
+	}
+	if opts.MaxDatabaseSize != 0 && opts.MaxDatabaseSize < MinDatabaseSize {
+		return nil, fmt.Errorf("durable: Options: MaxDatabaseSize %d is below the minimum %d", opts.MaxDatabaseSize, MinDatabaseSize)
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("durable: open: %w", err)

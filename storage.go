@@ -16,7 +16,8 @@ var (
 	ErrNoRows = storage.ErrNoRows
 	// ErrTooManyRows is returned by Cursor.One for more than one row.
 	ErrTooManyRows = storage.ErrTooManyRows
-	// ErrCursorClosed is returned by a cursor used after its turn ended.
+	// ErrCursorClosed is returned by a cursor used after the turn's
+	// writes were committed (see Cursor).
 	ErrCursorClosed = storage.ErrCursorClosed
 )
 
@@ -48,6 +49,8 @@ const (
 	MaxLength          = storage.MaxLength          // bytes of a string, BLOB or row
 	// DefaultMaxDatabaseSize is the default storage limit of one object.
 	DefaultMaxDatabaseSize = storage.DefaultMaxDatabaseSize
+	// MinDatabaseSize is the smallest Options.MaxDatabaseSize accepted.
+	MinDatabaseSize = storage.MinDatabaseSize
 )
 
 // Storage is an object's private, durable storage: one SQLite database
@@ -56,9 +59,11 @@ const (
 // Every call must be made during one of the object's turns (a handler or
 // the constructor). All writes of a turn, SQL and KV together, form one
 // implicit transaction: they commit atomically when the handler returns
-// (or just before an outgoing call), and no reply, frame or outgoing call
-// leaves the object before they are durable. A handler that returns an
-// error, panics or aborts rolls back its turn's writes.
+// (or earlier, at a commit point: an outgoing call, Sync, or the start of
+// an outermost Transaction), and no reply, frame or outgoing call leaves
+// the object before they are durable. A handler that returns an error,
+// panics or aborts rolls back the writes made since the last commit
+// point; writes committed before it stand.
 //
 // The database file is created on first use; an object that never touches
 // storage has no file.
@@ -123,8 +128,9 @@ type SQL struct {
 // Exec runs query with args bound to its ? parameters and returns a cursor
 // over the rows of its last statement. query may hold several statements
 // separated by ';': all but the last run to completion first, and args bind
-// to the last. Exec runs the statement up to its first row, so a write has
-// happened (or failed) when Exec returns; further rows are read lazily.
+// to the last. Exec runs a statement that writes to completion, and any
+// other up to its first row, so a write has happened (or failed) when
+// Exec returns; further rows of a query are read lazily.
 //
 // Arguments may be nil, bool, any integer type (uint64 up to MaxInt64),
 // float32/64, string and []byte. Results come back as int64, float64,
@@ -154,8 +160,11 @@ func (q *SQL) DatabaseSize() (int64, error) {
 	return db.DatabaseSize()
 }
 
-// Cursor iterates over the rows of a query. It is valid until the end of
-// the turn that made it.
+// Cursor iterates over the rows of a query. It is valid until the turn's
+// writes are next committed: the end of the turn, or an earlier commit
+// point (an outgoing call, Storage.Sync, the start of an outermost
+// Storage.Transaction, Storage.DeleteAll). A cursor used after that
+// returns ErrCursorClosed; read what you need first.
 type Cursor struct {
 	c *storage.Cursor
 }
@@ -163,8 +172,10 @@ type Cursor struct {
 // Next advances to the next row and reports whether there is one.
 func (c *Cursor) Next() bool { return c.c.Next() }
 
-// Scan copies the current row's columns into dest (pointers to int,
-// int64, float64, string, []byte, bool or any).
+// Scan copies the current row's columns into dest, one pointer per
+// column: *int and the other integer kinds (range-checked), *float32,
+// *float64, *bool, *string, *[]byte, *any, or a pointer to a pointer of
+// one of these (set to nil for NULL). Other combinations are a *ScanError.
 func (c *Cursor) Scan(dest ...any) error { return c.c.Scan(dest...) }
 
 // Values returns a copy of the current row's values.
@@ -260,7 +271,7 @@ func (s *Storage) Transaction(ctx context.Context, fn func(ctx context.Context) 
 			return fmt.Errorf("%w: Transaction inside TransactionSync", ErrInTransaction)
 		}
 		if _, err := s.a.commitDB(db); err != nil {
-			err = fmt.Errorf("%w: %w", ErrDurability, err)
+			err = commitError(err)
 			s.a.setBroken(err)
 			return err
 		}
@@ -285,7 +296,9 @@ func (s *Storage) Transaction(ctx context.Context, fn func(ctx context.Context) 
 // Sync commits the turn's writes so far and waits until they are durable.
 // It ends the turn's implicit transaction early, as an outgoing call does.
 // Inside TransactionSync or Transaction it returns an error wrapping
-// ErrInTransaction.
+// ErrInTransaction. If the commit fails (an error wrapping ErrCommit) or
+// cannot be made durable (ErrDurability), the turn's writes are lost and
+// the object is reset when the turn ends.
 func (s *Storage) Sync(ctx context.Context) error {
 	db, err := s.a.database()
 	if err != nil {
@@ -296,9 +309,19 @@ func (s *Storage) Sync(ctx context.Context) error {
 	}
 	ticket, err := s.a.commitDB(db)
 	if err != nil {
+		err = commitError(err)
+		s.a.setBroken(err) // the turn's writes are gone: reset at its end
 		return err
 	}
-	return ticket.Wait(ctx)
+	if err := ticket.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		err = fmt.Errorf("%w: %w", ErrDurability, err)
+		s.a.setBroken(err)
+		return err
+	}
+	return nil
 }
 
 // DeleteAll deletes everything the object stored, atomically: SQL tables,

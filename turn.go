@@ -218,11 +218,17 @@ func (t *turn) yield(ctx context.Context) error {
 		return nil // BlockConcurrencyWhile is active: the turn is kept
 	}
 	ticket, err = t.a.commit()
-	if err == nil {
-		err = ticket.Wait(ctx)
-	}
 	if err != nil {
 		t.out--
+		err = commitError(err)
+		t.a.setBroken(err)
+		return err
+	}
+	if err = ticket.Wait(ctx); err != nil {
+		t.out--
+		if ctx.Err() != nil {
+			return context.Cause(ctx) // the writes may yet become durable
+		}
 		t.a.setBroken(fmt.Errorf("%w: %w", ErrDurability, err))
 		return fmt.Errorf("%w: %w", ErrDurability, err)
 	}
@@ -429,7 +435,11 @@ func (c *nsCore) runTurn(ctx context.Context, id ID, name func() string, fn func
 				return context.Cause(ctx)
 			}
 			t.settleHeld(werr)
-			return fmt.Errorf("%w: %w", ErrDurability, werr)
+			// The file is poisoned: every later commit would fail too.
+			// Reset the object before its next event.
+			err := fmt.Errorf("%w: %w", ErrDurability, werr)
+			t.a.setBroken(err)
+			return err
 		}
 		t.settleHeld(nil)
 		if herr != nil {
@@ -487,7 +497,7 @@ func (t *turn) end(herr, panicErr error) (durability.Ticket, error) {
 		a.rollback()
 		t.o.Reset(a, err)
 		t.release()
-		return ticket, fmt.Errorf("%w: %w", ErrDurability, err)
+		return ticket, commitError(err)
 	}
 	t.release()
 	return ticket, nil
