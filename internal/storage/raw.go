@@ -17,21 +17,27 @@ package storage
 //   - sqlite3_stmt_readonly and sqlite3_column_name (the driver's column
 //     names are captured at prepare time and go stale);
 //   - sqlite3_db_status and sqlite3_db_release_memory, for memory;
-//   - sqlite3_config before initialization, to size per-connection memory.
+//   - sqlite3_config before initialization, to size per-connection memory;
+//   - the connection's libc TLS, replaced to drop the C stack it grew
+//     (renewTLS), and SQLite's in-memory WAL index, whose empty pages are
+//     given back to the OS (trimWALIndex).
 //
-// zombiezen keeps the handles in unexported fields, so handles() reads them
-// through a mirror of the first fields of sqlite.Conn and sqlite.Stmt at the
-// version pinned in go.mod (v1.4.2). checkLayout verifies the mirror against
-// SQLite itself once per process; if a driver upgrade moves the fields, Open
-// fails with a clear error instead of misbehaving.
+// zombiezen keeps the handles in unexported fields, so rawOf and rawStmt read
+// them (and renewTLS replaces the TLS) through a mirror of the first fields
+// of sqlite.Conn and sqlite.Stmt at the version pinned in go.mod (v1.4.2).
+// checkLayout verifies the mirror against SQLite itself once per process;
+// if a driver upgrade moves the fields, Open fails with a clear error
+// instead of misbehaving.
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
 	"modernc.org/libc"
 	lib "modernc.org/sqlite/lib"
 	"zombiezen.com/go/sqlite"
@@ -67,6 +73,10 @@ func rawStmt(s *sqlite.Stmt) uintptr {
 // Memory configuration applied to SQLite before it is initialized. Lookaside
 // is SQLite's per-connection arena for small allocations; the default (40
 // slots of 1200 bytes, 48 KB) would be most of an idle connection's memory.
+// SQLite allocates the arena as one block of slot size × count bytes plus
+// an 8-byte size header, and the libc allocator rounds blocks up to a
+// power of two: 63 slots (8,072 bytes) take an 8 KiB block where 64 would
+// take 16 KiB.
 // The page cache's initial bulk allocation (20 pages, touched at once) is
 // turned off so that an idle database holds only the pages it has read.
 //
@@ -78,7 +88,7 @@ func rawStmt(s *sqlite.Stmt) uintptr {
 // fits the allocator's largest slab class costs nothing.
 const (
 	lookasideSlotSize  = 128
-	lookasideSlotCount = 64
+	lookasideSlotCount = 63
 	stmtJournalSpill   = 16<<10 - 64
 )
 
@@ -103,6 +113,17 @@ func init() {
 	config(lib.SQLITE_CONFIG_PAGECACHE, uintptr(0), int32(0), int32(0))
 	config(lib.SQLITE_CONFIG_LOOKASIDE, int32(lookasideSlotSize), int32(lookasideSlotCount))
 	config(lib.SQLITE_CONFIG_STMTJRNL_SPILL, int32(stmtJournalSpill))
+	// The libc allocator serves blocks of 8-16 KiB from 64 KiB pages of
+	// three and unmaps a page as soon as its last block is freed. A
+	// statement journal chunk is such a block, allocated and freed by
+	// every statement that needs a journal (an INSERT OR REPLACE, a Put):
+	// with no other block of its size alive in the process, each one costs
+	// an mmap and an munmap, which tripled the time of a KV turn. (A
+	// connection's lookaside arena used to be such a block, so this
+	// depended on the arena's size and on how many databases were open.)
+	// One block allocated here and never freed keeps one page mapped,
+	// with room for two chunks.
+	libc.Xmalloc(tls, stmtJournalSpill)
 }
 
 var (
@@ -176,6 +197,22 @@ func (r rawConn) dbConfig(op int32, on bool) error {
 	return nil
 }
 
+// setLookaside gives the connection a lookaside arena of count slots of
+// size bytes, or none if count is 0 (SQLITE_DBCONFIG_LOOKASIDE). It fails
+// with SQLITE_BUSY while memory of the current arena is in use, which is
+// harmless: the arena stays as it was.
+func (r rawConn) setLookaside(size, count int) error {
+	va := libc.NewVaList(uintptr(0), int32(size), int32(count))
+	if va == 0 {
+		return errors.New("storage: cannot allocate memory")
+	}
+	defer libc.Xfree(r.tls, va)
+	if rc := lib.Xsqlite3_db_config(r.tls, r.db, lib.SQLITE_DBCONFIG_LOOKASIDE, va); rc != lib.SQLITE_OK {
+		return fmt.Errorf("storage: db config lookaside: %s", sqlite.ResultCode(rc))
+	}
+	return nil
+}
+
 // filename returns the path of the main database file.
 func (r rawConn) filename() string {
 	return libc.GoString(lib.Xsqlite3_db_filename(r.tls, r.db, 0))
@@ -237,4 +274,148 @@ func (r rawConn) readonly(s *sqlite.Stmt) bool {
 // (sqlite3_db_release_memory).
 func (r rawConn) releaseMemory() {
 	lib.Xsqlite3_db_release_memory(r.tls, r.db)
+}
+
+// renewTLS replaces c's libc TLS with a new one, closes the old one and
+// returns c's handles. Call it only between calls into c.
+//
+// The transpiled C code keeps the locals whose address it takes on a stack
+// of blocks owned by the TLS, one block per call depth, each grown to the
+// largest frame seen at its depth and freed only when the TLS is closed.
+// Opening a database leaves 25-30 KB there (path buffers of 4 KiB and more
+// for resolving the file name, nested parser frames for reading the
+// schema), kept for as long as the connection is open although a turn
+// needs a fraction of it. A fresh TLS starts with an empty stack and grows
+// only what later calls need. Between calls the TLS holds nothing else a
+// connection depends on: SQLite's mutexes are released, errno is read
+// right after the call that set it, and C code never sees the TLS.
+func renewTLS(c *sqlite.Conn) rawConn {
+	l := (*connLayout)(unsafe.Pointer(c))
+	old := l.tls
+	l.tls = libc.NewTLS()
+	old.Close()
+	return rawConn{tls: l.tls, db: l.conn}
+}
+
+// walIndexBlockSize is the size of one block of the WAL index (wal.c's
+// WALINDEX_PGSZ): the page numbers of 4096 frames and their hash table.
+const walIndexBlockSize = lib.HASHTABLE_NPAGE*4 + lib.HASHTABLE_NSLOT*2
+
+// trimWALIndex gives back to the OS the pages of the in-memory WAL index
+// that hold only zeros. Call it only between calls into the connection.
+//
+// With locking_mode=EXCLUSIVE the WAL index is a 32 KiB block per 4096 WAL
+// frames on the C heap, zeroed when allocated, so that all of it is
+// resident, though a WAL of a few frames sets only the header, a few page
+// numbers and a few hash slots: for an idle database this block is the
+// largest part of its memory. madvise(MADV_DONTNEED) on a page of private
+// anonymous memory that is all zeros changes nothing a reader can see (the
+// page reads back as zeros) but drops it from the resident set until it is
+// written again.
+//
+// *last is the index header as of the previous call. If the header has
+// not changed since, no transaction wrote to the index and there is
+// nothing new to trim; reading the pages given back then would only map
+// them again.
+func (r rawConn) trimWALIndex(last *lib.TWalIndexHdr) {
+	blocks := r.walIndexBlocks()
+	if len(blocks) == 0 {
+		return
+	}
+	hdr := *cAt[lib.TWalIndexHdr](blocks[0])
+	if hdr == *last {
+		return
+	}
+	for _, block := range blocks {
+		trimZeroPages(libc.GoBytes(block, walIndexBlockSize))
+	}
+	*last = hdr
+}
+
+// walIndexBlocks returns the addresses of the blocks of the main
+// database's WAL index if the WAL is open and its index is on the heap.
+// It follows sqlite3.aDb[0].pBt->pBt->pPager->pWal with the struct types
+// of the transpiled SQLite, which are the ones its own code uses.
+func (r rawConn) walIndexBlocks() []uintptr {
+	db := cAt[lib.Tsqlite3](r.db)
+	if db.FnDb < 1 || db.FaDb == 0 {
+		return nil
+	}
+	btree := cAt[lib.TDb](db.FaDb).FpBt
+	if btree == 0 {
+		return nil
+	}
+	shared := cAt[lib.TBtree](btree).FpBt
+	if shared == 0 {
+		return nil
+	}
+	pager := cAt[lib.TBtShared](shared).FpPager
+	if pager == 0 {
+		return nil
+	}
+	walp := cAt[lib.TPager](pager).FpWal
+	if walp == 0 {
+		return nil
+	}
+	wal := cAt[lib.TWal](walp)
+	if wal.FexclusiveMode != lib.WAL_HEAPMEMORY_MODE || wal.FnWiData < 1 || wal.FapWiData == 0 {
+		return nil
+	}
+	blocks := make([]uintptr, 0, wal.FnWiData)
+	for i := range uintptr(wal.FnWiData) {
+		if b := *cAt[uintptr](wal.FapWiData + i*unsafe.Sizeof(uintptr(0))); b != 0 {
+			blocks = append(blocks, b)
+		}
+	}
+	// Block 0 starts with the index header, whose first field is the
+	// format version: a cheap check that this is what we think it is.
+	if len(blocks) == 0 || *cAt[uint32](blocks[0]) != lib.WALINDEX_MAX_VERSION {
+		return nil
+	}
+	return blocks
+}
+
+// cAt returns the T at address p of C memory.
+func cAt[T any](p uintptr) *T {
+	var zero T
+	return (*T)(unsafe.Pointer(unsafe.SliceData(libc.GoBytes(p, int(unsafe.Sizeof(zero))))))
+}
+
+// trimZeroPages drops from the resident set the whole OS pages inside b
+// that hold only zeros (see trimWALIndex). b must be private anonymous
+// memory (the C heap is) that nothing else uses during the call.
+func trimZeroPages(b []byte) {
+	ps := uintptr(os.Getpagesize())
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	first := (base + ps - 1) &^ (ps - 1)
+	end := (base + uintptr(len(b))) &^ (ps - 1)
+	run := uintptr(0) // start of the current run of zero pages, or 0
+	flush := func(to uintptr) {
+		if run != 0 {
+			// An error (none is expected for heap memory) just leaves the
+			// pages resident.
+			_ = unix.Madvise(b[run-base:to-base], unix.MADV_DONTNEED)
+			run = 0
+		}
+	}
+	for p := first; p < end; p += ps {
+		if !isZero(b[p-base : p-base+ps]) {
+			flush(p)
+		} else if run == 0 {
+			run = p
+		}
+	}
+	flush(end)
+}
+
+// isZero reports whether b, whose length is a multiple of 8, holds only
+// zeros.
+func isZero(b []byte) bool {
+	words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
+	for _, w := range words {
+		if w != 0 {
+			return false
+		}
+	}
+	return true
 }
