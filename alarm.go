@@ -318,10 +318,10 @@ func (rt *Runtime) deliverAlarm(ctx context.Context, d alarm.Delivery) alarm.Res
 	}
 	id := ID{raw: d.Key.ID, ns: c.name}
 	var res alarm.Result
-	wait := c.invokeAsync(ctx, kindAlarm, id, func() string { return "Alarm" }, func(ctx context.Context, inst any) error {
+	wait, pending := c.invokeAsync(ctx, kindAlarm, id, func() string { return "Alarm" }, func(ctx context.Context, inst any) error {
 		return c.runAlarm(ctx, inst, d, &res, false)
 	})
-	return alarm.Result{Wait: func() alarm.Result {
+	outcome := func() alarm.Result {
 		if err := wait(ctx); err != nil {
 			if !d.Drop {
 				c.m.alarmsFailed.Add(1) // metrics.go
@@ -331,7 +331,11 @@ func (rt *Runtime) deliverAlarm(ctx context.Context, d alarm.Delivery) alarm.Res
 			res.Infra = IsOverloaded(err) || errors.Is(err, ErrDurability) || errors.Is(err, durability.ErrClosed)
 		}
 		return res
-	}}
+	}
+	if !pending {
+		return outcome()
+	}
+	return alarm.Result{Wait: outcome}
 }
 
 // runAlarm is the body of an alarm turn. It reads the stored alarm (the

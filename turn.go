@@ -341,7 +341,7 @@ func (c *nsCore) invokeKind(ctx context.Context, kind callKind, id ID, name func
 			}
 		}()
 	}
-	wait, err := c.runTurn(ctx, id, name, fn)
+	wait, _, err := c.runTurn(ctx, id, name, fn)
 	if err != nil {
 		return err
 	}
@@ -352,29 +352,31 @@ func (c *nsCore) invokeKind(ctx context.Context, kind callKind, id ID, name func
 // scheduler) that wants its goroutine back once the turn has ended, before
 // its writes are durable: the call's outcome comes from the returned
 // function, which waits for them. It must be called exactly once; until
-// then the object stays pinned in memory.
-func (c *nsCore) invokeAsync(ctx context.Context, kind callKind, id ID, name func() string, fn func(ctx context.Context, inst any) error) func(context.Context) error {
+// then the object stays pinned in memory. pending is false when waiting
+// would not block (the writes are durable already, or the call failed).
+func (c *nsCore) invokeAsync(ctx context.Context, kind callKind, id ID, name func() string, fn func(ctx context.Context, inst any) error) (wait func(context.Context) error, pending bool) {
 	k := c.m.counters(id, kind) // metrics.go
 	k.calls.Add(1)
-	wait, err := c.runTurn(ctx, id, name, fn)
+	w, ticket, err := c.runTurn(ctx, id, name, fn)
 	return func(ctx context.Context) error {
 		if err == nil {
-			err = wait(ctx)
+			err = w(ctx)
 		}
 		k.finish(&err)
 		return err
-	}
+	}, err == nil && !ticket.Durable()
 }
 
 // runTurn runs one event's turn: it enters the object (constructing it if
 // needed), runs fn under the turn and ends the turn. Unless it returns an
 // error first, the returned wait must be called: it waits until the turn's
 // writes are durable, releases the turn's held output and returns the
-// call's outcome; the object stays pinned until then.
-func (c *nsCore) runTurn(ctx context.Context, id ID, name func() string, fn func(ctx context.Context, inst any) error) (wait func(context.Context) error, err error) {
+// call's outcome; the object stays pinned until then. ticket is the one
+// wait waits for.
+func (c *nsCore) runTurn(ctx context.Context, id ID, name func() string, fn func(ctx context.Context, inst any) error) (wait func(context.Context) error, ticket durability.Ticket, err error) {
 	o, err := c.rt.eng.Enter(c.objectKey(id))
 	if err != nil {
-		return nil, err
+		return nil, ticket, err
 	}
 	pinned := true
 	defer func() {
@@ -385,9 +387,9 @@ func (c *nsCore) runTurn(ctx context.Context, id ID, name func() string, fn func
 	tok, err := o.Acquire(ctx, false)
 	if err != nil {
 		if errors.Is(err, ErrOverloaded) {
-			return nil, fmt.Errorf("%w: %s %s (%d queued)", ErrOverloaded, c.name, id.String()[:12], o.Queued())
+			return nil, ticket, fmt.Errorf("%w: %s %s (%d queued)", ErrOverloaded, c.name, id.String()[:12], o.Queued())
 		}
-		return nil, err
+		return nil, ticket, err
 	}
 	t := &turn{o: o, tok: tok}
 
@@ -406,7 +408,7 @@ func (c *nsCore) runTurn(ctx context.Context, id ID, name func() string, fn func
 		if err != nil {
 			t.o.Release(t.tok)
 			t.settleHeld(err)
-			return nil, err
+			return nil, ticket, err
 		}
 	}
 	t.a = a
@@ -420,11 +422,11 @@ func (c *nsCore) runTurn(ctx context.Context, id ID, name func() string, fn func
 	ticket, ferr := t.end(herr, panicErr)
 	if ferr != nil {
 		t.settleHeld(ferr)
-		return nil, ferr
+		return nil, ticket, ferr
 	}
 	if panicErr != nil {
 		t.settleHeld(panicErr)
-		return nil, &RemoteError{Namespace: c.name, ID: id.String(), Method: name(), Message: panicErr.Error(), Panic: true}
+		return nil, ticket, &RemoteError{Namespace: c.name, ID: id.String(), Method: name(), Message: panicErr.Error(), Panic: true}
 	}
 	pinned = false
 	return func(ctx context.Context) error {
@@ -446,7 +448,7 @@ func (c *nsCore) runTurn(ctx context.Context, id ID, name func() string, fn func
 			return toRemote(c.name, id, name(), herr)
 		}
 		return nil
-	}, nil
+	}, ticket, nil
 }
 
 // end finishes a turn: it commits (or, after an error, rolls back) the
