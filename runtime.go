@@ -316,8 +316,11 @@ func (rt *Runtime) Close() error {
 type Stats struct {
 	Live      int64  // objects in memory
 	Evictions uint64 // objects evicted for idleness
-	Commits   uint64 // storage commits
-	Syncs     uint64 // fsyncs (fewer than commits thanks to group commit)
+	// Shrinks counts idle objects whose database gave back its caches
+	// while the object stayed in memory (after a couple of idle seconds).
+	Shrinks uint64
+	Commits uint64 // storage commits
+	Syncs   uint64 // fsyncs (fewer than commits thanks to group commit)
 }
 
 // Stats returns the runtime's counters.
@@ -326,6 +329,7 @@ func (rt *Runtime) Stats() Stats {
 	return Stats{
 		Live:      rt.eng.Live(),
 		Evictions: rt.eng.Evictions(),
+		Shrinks:   rt.eng.Shrinks(),
 		Commits:   ds.Commits,
 		Syncs:     ds.Syncs,
 	}

@@ -71,6 +71,24 @@ func (a *activation) IdleTimeout() time.Duration {
 
 func (a *activation) Busy() bool { return a.pending.Load() > 0 }
 
+var _ engine.Shrinker = (*activation)(nil)
+
+// Shrink gives back what the object's open database can do without while
+// idle (its caches and prepared statements); the engine calls it between
+// turns once the object has been idle for a while. The next turn rebuilds
+// what it needs.
+func (a *activation) Shrink() {
+	a.mu.Lock()
+	db, _ := a.db.(*storage.DB)
+	if a.closed || a.turn != nil {
+		db = nil
+	}
+	a.mu.Unlock()
+	if db != nil {
+		db.ReleaseMemory()
+	}
+}
+
 func (a *activation) Close(cause error) {
 	a.mu.Lock()
 	if a.closed {

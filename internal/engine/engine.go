@@ -46,6 +46,20 @@ type Activation interface {
 	Close(cause error)
 }
 
+// Shrinker is implemented by activations that can give memory back while
+// they stay live (the caches of an open database). The sweep calls Shrink,
+// holding the object's turn, once the object has been idle for
+// Config.ShrinkAfter, and again only after the object was used since.
+type Shrinker interface {
+	Shrink()
+}
+
+// DefaultShrinkAfter is how long an object stays idle before it is shrunk.
+// Shrinking costs the next turn a little (an open database prepares its
+// statements again), so it waits for a pause longer than most objects'
+// gaps between calls, and well before the default idle eviction.
+const DefaultShrinkAfter = 2 * time.Second
+
 // Config configures an Engine.
 type Config struct {
 	Clock    clock.Clock // nil means the real clock
@@ -58,7 +72,10 @@ type Config struct {
 	// their idle time, so that open databases cannot exhaust the
 	// process's file descriptors. 0 means no bound.
 	MaxLive int
-	Logger  *slog.Logger // nil discards
+	// ShrinkAfter is how long an object stays idle before its activation
+	// is shrunk (Shrinker); 0 means DefaultShrinkAfter, negative never.
+	ShrinkAfter time.Duration
+	Logger      *slog.Logger // nil discards
 }
 
 // Engine is the registry of live objects: it hands out each object's turn
@@ -78,6 +95,7 @@ type Engine struct {
 	sweepStop  bool
 
 	evictions atomic.Uint64
+	shrinks   atomic.Uint64
 	live      atomic.Int64
 
 	trimming atomic.Bool    // a trim to MaxLive is under way
@@ -105,6 +123,9 @@ func New(cfg Config) *Engine {
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = DefaultSweepInterval
 	}
+	if cfg.ShrinkAfter == 0 {
+		cfg.ShrinkAfter = DefaultShrinkAfter
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -129,6 +150,7 @@ type Object struct {
 	lock     turnLock
 	refs     atomic.Int32 // incremented under shard.mu
 	lastUsed atomic.Int64 // clock time in unix nanoseconds
+	shrunk   atomic.Int64 // lastUsed when the activation was last shrunk
 
 	actMu sync.Mutex // guards act
 	act   Activation
@@ -380,6 +402,9 @@ func (e *Engine) Slots() int {
 // Evictions returns how many activations were evicted for idleness.
 func (e *Engine) Evictions() uint64 { return e.evictions.Load() }
 
+// Shrinks returns how many times an idle object was shrunk (Shrinker).
+func (e *Engine) Shrinks() uint64 { return e.shrinks.Load() }
+
 func (e *Engine) armSweep() {
 	e.sweepMu.Lock()
 	defer e.sweepMu.Unlock()
@@ -437,7 +462,10 @@ func (sh *shard) doneClosing(key string, ch chan struct{}) {
 
 func (e *Engine) sweep(all bool) int {
 	now := e.cfg.Clock.Now().UnixNano()
+	shrinkAfter := int64(e.cfg.ShrinkAfter)
+	shrink := !all && shrinkAfter > 0 && !e.closed.Load()
 	var victims []victim
+	var shrinks []*Object
 	for i := range e.shards {
 		sh := &e.shards[i]
 		sh.mu.Lock()
@@ -448,7 +476,15 @@ func (e *Engine) sweep(all bool) int {
 			o.actMu.Lock()
 			if a := o.act; a != nil {
 				idle := a.IdleTimeout()
-				if a.Busy() || (!all && (idle < 0 || now-o.lastUsed.Load() < int64(idle))) {
+				last := o.lastUsed.Load()
+				if a.Busy() || (!all && (idle < 0 || now-last < int64(idle))) {
+					if _, ok := a.(Shrinker); ok && shrink && now-last >= shrinkAfter && o.shrunk.Load() != last {
+						// Pinned like Enter does, so that it stays put
+						// and Shutdown waits for the shrink.
+						e.inflight.Add(1)
+						o.refs.Add(1)
+						shrinks = append(shrinks, o)
+					}
 					o.actMu.Unlock()
 					continue
 				}
@@ -461,7 +497,38 @@ func (e *Engine) sweep(all bool) int {
 		sh.mu.Unlock()
 	}
 	e.retire(victims)
+	for _, o := range shrinks {
+		o.shrink()
+	}
 	return len(victims)
+}
+
+// canceled is a context that is done: acquiring the turn with it takes the
+// turn only if it is free.
+var canceled = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// shrink shrinks o's activation if its turn is free, then unpins o
+// without counting as a use (unlike Leave).
+func (o *Object) shrink() {
+	defer func() {
+		o.refs.Add(-1)
+		o.e.leaveInflight()
+	}()
+	last := o.lastUsed.Load()
+	tok, err := o.lock.acquire(canceled, false)
+	if err != nil {
+		return // an event got there first
+	}
+	defer o.lock.release(tok)
+	if s, ok := o.Activation().(Shrinker); ok {
+		s.Shrink()
+		o.shrunk.Store(last)
+		o.e.shrinks.Add(1)
+	}
 }
 
 // Shutdown refuses new calls, waits for calls in flight to finish (or ctx
