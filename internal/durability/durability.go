@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -128,6 +129,13 @@ type Group struct {
 	signal  chan struct{} // capacity 1: work was queued
 	done    chan struct{} // closed by Close
 	wg      sync.WaitGroup
+	// named remembers the files whose directory entry this Group made
+	// durable, by path and inode, so that a file opened again (an object
+	// re-activated after eviction) skips the directory fsync. Bounded:
+	// when full it is emptied, which only costs extra directory fsyncs.
+	namedMu sync.Mutex
+	named   map[fileKey]struct{}
+
 	commits atomic.Uint64
 	syncs   atomic.Uint64
 	fails   atomic.Uint64
@@ -326,7 +334,23 @@ func (g *Group) syncBatch(files []*File) {
 	}
 }
 
-// open returns the file's descriptor, opening it on first use.
+// fileKey identifies a directory entry and the file it names: a hash of
+// the path, the inode and the file's birth time. A file replaced under
+// the same name is a new key, even if it reuses a freed inode number.
+type fileKey struct {
+	path  uint64
+	ino   uint64
+	birth int64 // nanoseconds since 1970
+}
+
+// maxNamed bounds Group.named (about 40 bytes an entry).
+const maxNamed = 1 << 20
+
+var pathSeed = maphash.MakeSeed()
+
+// open returns the file's descriptor, opening it on first use. On first
+// use it also learns whether the Group made the file's directory entry
+// durable before (then no directory fsync is needed).
 func (f *File) open() (*os.File, error) {
 	f.mu.Lock()
 	fd := f.fd
@@ -338,6 +362,19 @@ func (f *File) open() (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Without a birth time (a file system that does not record it) the
+	// key stays zero and the directory is always synced.
+	var key fileKey
+	var st unix.Statx_t
+	err = unix.Statx(int(fd.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_BTIME, &st)
+	if err == nil && st.Mask&(unix.STATX_INO|unix.STATX_BTIME) == unix.STATX_INO|unix.STATX_BTIME {
+		key = fileKey{
+			path:  maphash.String(pathSeed, f.path),
+			ino:   st.Ino,
+			birth: st.Btime.Sec*1e9 + int64(st.Btime.Nsec),
+		}
+	}
+	named := key != (fileKey{}) && f.g.isNamed(key)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fd != nil {
@@ -345,7 +382,31 @@ func (f *File) open() (*os.File, error) {
 		return f.fd, nil
 	}
 	f.fd = fd
+	f.key = key
+	if named {
+		f.dirSynced = true
+	}
 	return fd, nil
+}
+
+func (g *Group) isNamed(k fileKey) bool {
+	g.namedMu.Lock()
+	defer g.namedMu.Unlock()
+	_, ok := g.named[k]
+	return ok
+}
+
+// rememberNamed records that k's directory entry is durable.
+func (g *Group) rememberNamed(k fileKey) {
+	if k == (fileKey{}) {
+		return
+	}
+	g.namedMu.Lock()
+	defer g.namedMu.Unlock()
+	if g.named == nil || len(g.named) >= maxNamed {
+		g.named = make(map[fileKey]struct{})
+	}
+	g.named[k] = struct{}{}
 }
 
 // markSynced records that commits up to target are durable, and queues the
@@ -353,8 +414,9 @@ func (f *File) open() (*os.File, error) {
 // commits became durable.
 func (f *File) markSynced(target uint64, dirSynced bool) int {
 	f.mu.Lock()
-	if dirSynced {
+	if dirSynced && !f.dirSynced {
 		f.dirSynced = true
+		f.g.rememberNamed(f.key)
 	}
 	covered := 0
 	if target > f.synced {
@@ -397,6 +459,7 @@ type File struct {
 
 	mu        sync.Mutex // guards the fields below
 	fd        *os.File
+	key       fileKey // set with fd
 	dirSynced bool
 	committed uint64        // sequence of the last commit
 	synced    uint64        // commits up to here are durable
@@ -501,12 +564,12 @@ func (f *File) fail(err error) {
 
 // syncOnce runs on a worker: it fsyncs everything committed so far.
 func (f *File) syncOnce() {
+	fd, err := f.open() // first, since it may find the entry durable
 	f.mu.Lock()
 	target := f.committed
 	needDir := !f.dirSynced
 	f.mu.Unlock()
 
-	fd, err := f.open()
 	var elapsed time.Duration
 	if err == nil {
 		start := time.Now()

@@ -145,3 +145,53 @@ func TestGroup_WaitCancelled(t *testing.T) {
 	close(block)
 	g.Close()
 }
+
+// TestGroup_DirectorySyncedOncePerFile: a file's directory is fsynced
+// before its first commit is durable; a File opened again later for the
+// same file (an object re-activated) skips it, and a new file at the same
+// path (another inode) does not.
+func TestGroup_DirectorySyncedOncePerFile(t *testing.T) {
+	var dirSyncs atomic.Int64
+	g := durability.New(durability.Config{SyncDir: func(dir string) error {
+		dirSyncs.Add(1)
+		return durability.SyncDir(dir)
+	}})
+	defer g.Close()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "wal")
+	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	commit := func() {
+		t.Helper()
+		f := g.File(path, dir)
+		for range 3 {
+			if err := f.Commit().Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit()
+	if n := dirSyncs.Load(); n != 1 {
+		t.Fatalf("directory synced %d times for a new file, want 1", n)
+	}
+	commit()
+	if n := dirSyncs.Load(); n != 1 {
+		t.Fatalf("directory synced %d times after reopening the same file, want still 1", n)
+	}
+	// Replace the file: a new directory entry, which must be synced.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.WriteFile(tmp, []byte("y"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	commit()
+	if n := dirSyncs.Load(); n != 2 {
+		t.Fatalf("directory synced %d times after the file was replaced, want 2", n)
+	}
+}
