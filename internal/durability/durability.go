@@ -123,12 +123,12 @@ type Stats struct {
 type Group struct {
 	cfg Config
 
-	mu      sync.Mutex // guards queue, closed
-	queue   []*File
-	closed  bool
-	signal  chan struct{} // capacity 1: work was queued
-	done    chan struct{} // closed by Close
-	wg      sync.WaitGroup
+	mu     sync.Mutex // guards queue, closed
+	queue  []*File
+	closed bool
+	signal chan struct{} // capacity 1: work was queued
+	done   chan struct{} // closed by Close
+	wg     sync.WaitGroup
 	// named remembers the files whose directory entry this Group made
 	// durable, by path and inode, so that a file opened again (an object
 	// re-activated after eviction) skips the directory fsync. Bounded:
