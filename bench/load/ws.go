@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -64,25 +65,23 @@ type sentMsg struct {
 	at  time.Time
 }
 
-// wsClient is one WebSocket of the load, with a writer and a reader
-// goroutine.
+// wsClient is one WebSocket of the load. One goroutine reads it and sends
+// the client's next message as soon as one of its own comes back, so that
+// no hand-off between goroutines adds to the latency or to the tool's CPU.
 type wsClient struct {
 	cmd    *wsCmd
 	w      window
 	conn   *wsConn
 	prefix []byte // "c<id>:", the start of the client's own messages
 
-	credits  chan struct{} // one per own message that may be sent
-	inflight chan sentMsg  // own messages sent, in order
+	inflight []sentMsg // own messages sent and not yet back, oldest first
+	seq      uint64    // of the next own message
+	msg      []byte    // the message being sent
 
-	// Owned by the reader.
 	delivered int64 // messages received in the window
+	sent      int64 // own messages sent in the window
 	lat       []time.Duration
-	rerrs     errorCounter
-
-	// Owned by the writer.
-	sent  int64 // own messages sent in the window
-	werrs errorCounter
+	errs      errorCounter
 }
 
 // load connects every client, then drives the broadcast until the end of
@@ -103,19 +102,14 @@ func (c *wsCmd) load(ctx context.Context) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("client %d: %s: %w", i, path, err)
 		}
-		cl := &wsClient{
+		clients[i] = &wsClient{
 			cmd:      c,
 			conn:     conn,
 			prefix:   fmt.Appendf(nil, "c%d:", i),
-			credits:  make(chan struct{}, c.window),
-			inflight: make(chan sentMsg, c.window),
-			rerrs:    errorCounter{},
-			werrs:    errorCounter{},
+			inflight: make([]sentMsg, 0, c.window),
+			msg:      make([]byte, 0, c.size),
+			errs:     errorCounter{},
 		}
-		for range c.window {
-			cl.credits <- struct{}{}
-		}
-		clients[i] = cl
 	}
 
 	start := time.Now()
@@ -126,12 +120,12 @@ func (c *wsCmd) load(ctx context.Context) (*Result, error) {
 	var wg sync.WaitGroup
 	for _, cl := range clients {
 		cl.w = w
-		// The end of the window, or a failure of the client's reader or
-		// writer, stops both.
-		cctx, ccancel := context.WithCancel(wctx)
-		context.AfterFunc(cctx, func() { cl.conn.conn.SetDeadline(time.Unix(1, 0)) })
-		wg.Go(func() { defer ccancel(); cl.write(cctx) })
-		wg.Go(func() { defer ccancel(); cl.read(cctx) })
+		// The end of the window interrupts the client's read or write.
+		stop := context.AfterFunc(wctx, func() { cl.conn.conn.SetDeadline(time.Unix(1, 0)) })
+		wg.Go(func() {
+			defer stop()
+			cl.run(wctx)
+		})
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -146,8 +140,7 @@ func (c *wsCmd) load(ctx context.Context) (*Result, error) {
 		r.Count += cl.delivered
 		sent += cl.sent
 		lat = append(lat, cl.lat...)
-		errs.merge(cl.rerrs)
-		errs.merge(cl.werrs)
+		errs.merge(cl.errs)
 	}
 	r.Sent = sent
 	r.Errors = errs.total()
@@ -161,56 +154,28 @@ func (c *wsCmd) load(ctx context.Context) (*Result, error) {
 	return r, nil
 }
 
-// write sends own messages while credits allow.
-func (cl *wsClient) write(ctx context.Context) {
-	msg := make([]byte, 0, cl.cmd.size)
-	t := time.NewTimer(cl.cmd.timeout)
-	defer t.Stop()
-	for seq := uint64(0); ; seq++ {
-		t.Reset(cl.cmd.timeout)
-		select {
-		case <-ctx.Done():
+// run sends the client's first -window messages, then reads: every
+// message counts as delivered, and each own message that comes back is
+// timed and followed by the next one. An own message must come back within
+// -timeout of being sent.
+func (cl *wsClient) run(ctx context.Context) {
+	for range cl.cmd.window {
+		if !cl.send(ctx) {
 			return
-		case <-t.C:
-			if !cl.w.over(ctx) {
-				cl.werrs.add("timeout waiting for own message")
-			}
-			return
-		case <-cl.credits:
-		}
-		msg = append(msg[:0], cl.prefix...)
-		msg = strconv.AppendUint(msg, seq, 10)
-		msg = append(msg, ':')
-		for len(msg) < cl.cmd.size {
-			msg = append(msg, 'x')
-		}
-		now := time.Now()
-		cl.inflight <- sentMsg{seq: seq, at: now} // never blocks: credits bound it
-		cl.conn.conn.SetWriteDeadline(now.Add(cl.cmd.timeout))
-		if err := cl.conn.writeMessage(opText, msg); err != nil {
-			if !cl.w.over(ctx) {
-				cl.werrs.add("write: " + errorKind(err))
-			}
-			return
-		}
-		if !now.Before(cl.w.from) && now.Before(cl.w.to) {
-			cl.sent++
 		}
 	}
-}
-
-// read counts delivered messages and times own ones.
-func (cl *wsClient) read(ctx context.Context) {
 	for {
 		_, msg, err := cl.conn.readMessage()
 		now := time.Now()
 		if err != nil {
-			if !cl.w.over(ctx) {
-				if errors.Is(err, errWSClosed) {
-					cl.rerrs.add("closed by server")
-				} else {
-					cl.rerrs.add("read: " + errorKind(err))
-				}
+			switch {
+			case cl.w.over(ctx):
+			case errors.Is(err, errWSClosed):
+				cl.errs.add("closed by server")
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				cl.errs.add("timeout waiting for own message")
+			default:
+				cl.errs.add("read: " + errorKind(err))
 			}
 			return
 		}
@@ -220,23 +185,66 @@ func (cl *wsClient) read(ctx context.Context) {
 		if !bytes.HasPrefix(msg, cl.prefix) {
 			continue
 		}
-		rest := msg[len(cl.prefix):]
-		i := bytes.IndexByte(rest, ':')
-		seq, perr := strconv.ParseUint(string(rest[:max(i, 0)]), 10, 64)
-		var m sentMsg
-		select {
-		case m = <-cl.inflight:
-		default:
-			cl.rerrs.add("own message that was not sent")
+		seq, ok := parseSeq(msg[len(cl.prefix):])
+		if len(cl.inflight) == 0 {
+			cl.errs.add("own message that was not sent")
 			return
 		}
-		if perr != nil || seq != m.seq {
-			cl.rerrs.add("own messages out of order")
+		m := cl.inflight[0]
+		cl.inflight = append(cl.inflight[:0], cl.inflight[1:]...)
+		if !ok || seq != m.seq {
+			cl.errs.add("own messages out of order")
 			return
 		}
 		if cl.w.holds(m.at, now) {
 			cl.lat = append(cl.lat, now.Sub(m.at))
 		}
-		cl.credits <- struct{}{}
+		if !cl.send(ctx) {
+			return
+		}
 	}
+}
+
+// send sends the client's next own message. The connection's deadline
+// becomes the time by which the oldest message in flight must be back; a
+// write cannot take longer either.
+func (cl *wsClient) send(ctx context.Context) bool {
+	msg := append(cl.msg[:0], cl.prefix...)
+	msg = strconv.AppendUint(msg, cl.seq, 10)
+	msg = append(msg, ':')
+	for len(msg) < cl.cmd.size {
+		msg = append(msg, 'x')
+	}
+	cl.msg = msg
+	now := time.Now()
+	cl.inflight = append(cl.inflight, sentMsg{seq: cl.seq, at: now})
+	cl.seq++
+	cl.conn.conn.SetDeadline(cl.inflight[0].at.Add(cl.cmd.timeout))
+	if ctx.Err() != nil {
+		return false // the end of the window may have set its deadline before ours
+	}
+	if err := cl.conn.writeMessage(opText, msg); err != nil {
+		if !cl.w.over(ctx) {
+			cl.errs.add("write: " + errorKind(err))
+		}
+		return false
+	}
+	if !now.Before(cl.w.from) && now.Before(cl.w.to) {
+		cl.sent++
+	}
+	return true
+}
+
+// parseSeq parses the decimal number that b starts with, up to a ':'.
+func parseSeq(b []byte) (uint64, bool) {
+	var n uint64
+	i := 0
+	for ; i < len(b) && b[i] != ':'; i++ {
+		d := b[i] - '0'
+		if d > 9 || i >= 19 {
+			return 0, false
+		}
+		n = n*10 + uint64(d)
+	}
+	return n, i > 0 && i < len(b)
 }

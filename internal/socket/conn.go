@@ -41,6 +41,34 @@ type outFrame struct {
 	gate    *Gate
 }
 
+// frameBatch holds frames: the queue of a socket, or the frames a writer
+// takes from it for one system call. Batches are pooled, so that queueing
+// and writing a frame allocate nothing, and a socket with nothing queued
+// holds none.
+type frameBatch struct {
+	frames []outFrame
+	bufs   net.Buffers // the writer's iovecs
+}
+
+// maxPooledFrames bounds the batches kept for reuse (a long queue of a
+// slow peer is let go).
+const maxPooledFrames = 4 * maxBatch
+
+var batchPool = sync.Pool{New: func() any { return &frameBatch{frames: make([]outFrame, 0, 8)} }}
+
+func getBatch() *frameBatch { return batchPool.Get().(*frameBatch) }
+
+func putBatch(b *frameBatch) {
+	if cap(b.frames) > maxPooledFrames {
+		return
+	}
+	clear(b.frames)
+	b.frames = b.frames[:0]
+	clear(b.bufs[:cap(b.bufs)])
+	b.bufs = b.bufs[:0]
+	batchPool.Put(b)
+}
+
 // Conn is one accepted WebSocket. Its identity, tags and attachment live
 // as long as the socket, across activations of its object.
 type Conn struct {
@@ -66,13 +94,15 @@ type Conn struct {
 	failing    bool // we fail the connection: drop it once our close frame is out
 	linger     bool // drain the peer's input before closing (it broke the protocol)
 	reading    bool // a reader goroutine runs (poller mode)
+	readAgain  bool // the poller reported c while it was being read
+	readDone   bool // nothing more is to be read (poller mode)
 	writing    bool // a writer goroutine runs
 	attachment []byte
 	autoAt     time.Time
-	out        []outFrame
+	out        *frameBatch // frames queued, in order; nil if none
 	outBytes   int
 	acceptGate *Gate
-	lastGate   *Gate // the last gate registered with Then, to skip repeats
+	lastGate   *Gate // the last gate watched, to skip repeats
 	closeTimer clock.Timer
 }
 
@@ -218,9 +248,7 @@ func (c *Conn) failLocked(code int, err error) *event {
 	c.failing = true
 	// Queued frames are moot: the socket is failing. The close frame goes
 	// out next (after a batch being written, if any).
-	clear(c.out)
-	c.out = c.out[:0]
-	c.outBytes = 0
+	c.dropQueueLocked()
 	c.beginCloseLocked(code, reasonOf(err), nil)
 	return &event{kind: evError, err: &CloseError{Code: code, Err: err}}
 }
@@ -253,7 +281,10 @@ func (c *Conn) enqueueLocked(op byte, payload []byte, isClose bool, g *Gate) *Ga
 		binary.BigEndian.PutUint64(f.hdr[2:], uint64(n))
 		f.hlen = 10
 	}
-	c.out = append(c.out, f)
+	if c.out == nil {
+		c.out = getBatch()
+	}
+	c.out.frames = append(c.out.frames, f)
 	c.outBytes += n
 	if g.Pending() && c.lastGate != g {
 		c.lastGate = g
@@ -262,31 +293,58 @@ func (c *Conn) enqueueLocked(op byte, payload []byte, isClose bool, g *Gate) *Ga
 	return nil
 }
 
+// dropQueueLocked forgets every queued frame. c.mu is held.
+func (c *Conn) dropQueueLocked() {
+	if c.out != nil {
+		putBatch(c.out)
+		c.out = nil
+	}
+	c.outBytes = 0
+}
+
+// deleteQueuedLocked removes the queued frames for which del is true.
+// c.mu is held.
+func (c *Conn) deleteQueuedLocked(del func(f outFrame) bool) {
+	if c.out == nil {
+		return
+	}
+	for _, f := range c.out.frames {
+		if del(f) {
+			c.outBytes -= len(f.payload)
+		}
+	}
+	c.out.frames = slices.DeleteFunc(c.out.frames, del)
+}
+
 // watch arranges for c to write (or drop) its frames held by g once g
-// resolves.
+// resolves (gateResolved).
 func (c *Conn) watch(g *Gate) {
 	if g == nil {
 		return
 	}
-	g.Then(func(err error) {
-		if err == nil {
-			c.kick()
-			return
-		}
-		c.mu.Lock()
-		if c.state == statePending && c.acceptGate == g {
-			// The accept itself was dropped: the socket never existed.
-			c.mu.Unlock()
-			c.teardown()
-			return
-		}
-		c.out = slices.DeleteFunc(c.out, func(f outFrame) bool { return f.gate == g })
-		ev := c.failLocked(CloseInternalError, err)
-		fx := c.effectsLocked()
+	g.watch(c)
+}
+
+// gateResolved is called once g, which holds frames of c, is resolved:
+// open (err nil) or dropped.
+func (c *Conn) gateResolved(g *Gate, err error) {
+	if err == nil {
+		c.kick()
+		return
+	}
+	c.mu.Lock()
+	if c.state == statePending && c.acceptGate == g {
+		// The accept itself was dropped: the socket never existed.
 		c.mu.Unlock()
-		fx.run(c)
-		c.deliverAsync(ev)
-	})
+		c.teardown()
+		return
+	}
+	c.deleteQueuedLocked(func(f outFrame) bool { return f.gate == g })
+	ev := c.failLocked(CloseInternalError, err)
+	fx := c.effectsLocked()
+	c.mu.Unlock()
+	fx.run(c)
+	c.deliverAsync(ev)
 }
 
 // effects are what a state change asks for once c.mu is released.
@@ -298,7 +356,7 @@ type effects struct {
 // effectsLocked decides whether a writer must start. c.mu is held.
 func (c *Conn) effectsLocked() effects {
 	var fx effects
-	if c.writing || c.torn || !c.attached || len(c.out) == 0 || c.out[0].gate.Pending() {
+	if c.writing || c.torn || !c.attached || c.out == nil || len(c.out.frames) == 0 || c.out.frames[0].gate.Pending() {
 		return fx
 	}
 	c.writing = true
@@ -329,51 +387,92 @@ func (c *Conn) kick() {
 	fx.run(c)
 }
 
+// takeLocked moves the frames that may be written now (at most maxBatch
+// frames and about maxBatchBytes) from the queue to a batch for the
+// writer, reusing b (which is empty) if it is not nil. c.mu is held.
+func (c *Conn) takeLocked(b *frameBatch) *frameBatch {
+	q := c.out
+	if q == nil {
+		return b
+	}
+	n, take, size, dropped := 0, 0, 0, false
+	for n < len(q.frames) && take < maxBatch && size < maxBatchBytes {
+		f := &q.frames[n]
+		if f.gate.Pending() {
+			break
+		}
+		n++
+		if f.gate.dropped() {
+			dropped = true
+			continue
+		}
+		take++
+		size += len(f.payload)
+	}
+	if n == len(q.frames) && !dropped {
+		// The common case: the whole queue goes, in its own batch.
+		c.out = nil
+		if b != nil {
+			putBatch(b)
+		}
+		return q
+	}
+	if b == nil {
+		b = getBatch()
+	}
+	for i := range n {
+		f := &q.frames[i]
+		if f.gate.dropped() {
+			c.outBytes -= len(f.payload)
+		} else {
+			b.frames = append(b.frames, *f)
+		}
+		*f = outFrame{}
+	}
+	q.frames = q.frames[n:]
+	if len(q.frames) == 0 {
+		putBatch(q)
+		c.out = nil
+	}
+	return b
+}
+
 // writeLoop writes ready frames until none is left.
 func (c *Conn) writeLoop() {
-	var frames []outFrame
+	c.hub.writerYield()
+	var b *frameBatch
+	defer func() {
+		if b != nil {
+			putBatch(b)
+		}
+	}()
 	for {
 		c.mu.Lock()
-		frames = frames[:0]
-		batchBytes := 0
-		for len(c.out) > 0 && len(frames) < maxBatch && batchBytes < maxBatchBytes {
-			f := c.out[0]
-			if f.gate.Pending() {
-				break
-			}
-			c.out[0] = outFrame{}
-			c.out = c.out[1:]
-			if f.gate.dropped() {
-				c.outBytes -= len(f.payload)
-				continue
-			}
-			frames = append(frames, f)
-			batchBytes += len(f.payload)
-		}
-		if len(frames) == 0 || c.torn {
+		b = c.takeLocked(b)
+		if b == nil || len(b.frames) == 0 || c.torn {
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
-		if len(c.out) == 0 {
-			c.out = nil // let the backing array go
-		}
 		c.mu.Unlock()
 
-		bufs := make(net.Buffers, 0, 2*len(frames))
 		size, wroteClose := 0, false
-		for i := range frames {
-			f := &frames[i]
-			bufs = append(bufs, f.hdr[:f.hlen])
+		for i := range b.frames {
+			f := &b.frames[i]
+			b.bufs = append(b.bufs, f.hdr[:f.hlen])
 			if len(f.payload) > 0 {
-				bufs = append(bufs, f.payload)
+				b.bufs = append(b.bufs, f.payload)
 			}
 			size += len(f.payload)
 			wroteClose = wroteClose || f.close
 		}
 		c.nc.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
-		_, err := bufs.WriteTo(c.nc)
-		clear(frames)
+		iov := b.bufs
+		_, err := b.bufs.WriteTo(c.nc) // consumes b.bufs
+		clear(b.frames)
+		b.frames = b.frames[:0]
+		clear(iov)
+		b.bufs = iov[:0]
 
 		c.mu.Lock()
 		c.outBytes -= size
@@ -487,7 +586,7 @@ func (c *Conn) shutdown() {
 	c.failing = true
 	c.beginCloseLocked(CloseGoingAway, "server shutting down", nil)
 	// Frames behind pending gates would hold the close frame back.
-	c.out = slices.DeleteFunc(c.out, func(f outFrame) bool { return f.gate.Pending() })
+	c.deleteQueuedLocked(func(f outFrame) bool { return f.gate.Pending() })
 	fx := c.effectsLocked()
 	c.mu.Unlock()
 	fx.run(c)
@@ -512,8 +611,7 @@ func (c *Conn) teardown() {
 	c.torn = true
 	c.state = stateClosed
 	c.unlistLocked()
-	c.out = nil
-	c.outBytes = 0
+	c.dropQueueLocked()
 	if c.closeTimer != nil {
 		c.closeTimer.Stop()
 	}

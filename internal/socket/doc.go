@@ -26,13 +26,17 @@
 // # Goroutines
 //
 // On Linux an idle socket has no goroutine and no buffer: its file
-// descriptor sits in one epoll set watched by a single poller goroutine.
-// When bytes arrive, a reader goroutine reads and delivers the messages
-// that are there, then re-arms the descriptor and exits. A writer goroutine
-// runs only while a socket has frames to write. Elsewhere, for connections
-// without a file descriptor of their own (TLS), or with
-// Config.PerConnReader, each socket has one blocking reader goroutine.
-// Every goroutine is counted by the Hub and awaited by Hub.Close.
+// descriptor sits (edge-triggered) in one epoll set watched by a single
+// poller goroutine, which parks in the Go runtime's network poller rather
+// than in epoll_wait. When bytes arrive, a reader goroutine reads and
+// delivers the messages that are there, then goes back to a small pool of
+// idle readers (which exit after a second unused). A writer goroutine runs
+// only while a socket has frames to write; it yields once before its first
+// write so that frames queued meanwhile leave in the same system call.
+// Elsewhere, for connections without a file descriptor of their own (TLS),
+// or with Config.PerConnReader, each socket has one blocking reader
+// goroutine. Every goroutine is counted by the Hub and awaited by
+// Hub.Close.
 //
 // # Lock order
 //

@@ -16,8 +16,9 @@ const (
 // once the turn's writes are durable, or drops it if they failed.
 type Gate struct {
 	state atomic.Int32
-	mu    sync.Mutex // guards then, err
+	mu    sync.Mutex // guards then, conns, err
 	then  []func(error)
+	conns *connList // sockets with frames held: told by gateResolved
 	err   error
 }
 
@@ -51,12 +52,32 @@ func (g *Gate) resolve(err error) {
 	} else {
 		g.state.Store(gateDropped)
 	}
-	fs := g.then
-	g.then = nil
+	fs, conns := g.then, g.conns
+	g.then, g.conns = nil, nil
 	g.mu.Unlock()
+	if conns != nil {
+		for _, c := range conns.c {
+			c.gateResolved(g, err)
+		}
+		conns.put()
+	}
 	for _, f := range fs {
 		f(err)
 	}
+}
+
+// connList is a pooled list of sockets.
+type connList struct{ c []*Conn }
+
+var connListPool = sync.Pool{New: func() any { return &connList{c: make([]*Conn, 0, 16)} }}
+
+func (l *connList) put() {
+	if cap(l.c) > 1024 {
+		return
+	}
+	clear(l.c)
+	l.c = l.c[:0]
+	connListPool.Put(l)
 }
 
 // Then calls f once g is resolved: with nil if it opened, else with the
@@ -75,6 +96,23 @@ func (g *Gate) Then(f func(err error)) {
 	err := g.err
 	g.mu.Unlock()
 	f(err)
+}
+
+// watch calls c.gateResolved once g is resolved (at once if it is). It is
+// Then without a closure per socket.
+func (g *Gate) watch(c *Conn) {
+	g.mu.Lock()
+	if g.state.Load() == gatePending {
+		if g.conns == nil {
+			g.conns = connListPool.Get().(*connList)
+		}
+		g.conns.c = append(g.conns.c, c)
+		g.mu.Unlock()
+		return
+	}
+	err := g.err
+	g.mu.Unlock()
+	c.gateResolved(g, err)
 }
 
 // Pending reports whether g is neither open nor dropped.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -77,14 +78,46 @@ type Hub struct {
 	cancel context.CancelFunc
 	nextID atomic.Uint64
 
-	mu     sync.Mutex // guards regs, conns, closed, poll
+	mu     sync.Mutex // guards regs, conns, closed, poll, idle
 	regs   map[string]*Registry
 	conns  map[*Conn]struct{} // every socket not yet torn down
 	closed bool
 	poll   *poller
+	idle   []*reader // idle reader goroutines of the poller, last idle last
 
 	wg      sync.WaitGroup // every goroutine of the hub
 	writers sync.WaitGroup // writer goroutines
+
+	readers      atomic.Int32 // sockets being read by the poller's readers
+	messages     atomic.Int64 // data messages read
+	noYieldUntil atomic.Int64 // writers do not yield before messages reaches this
+}
+
+// A writer yields (runtime.Gosched) before its first write if sockets are
+// being read meanwhile, so that their readers go first: they are likely to
+// queue more frames for the same socket (the next turns of the object),
+// which then leave in the same system call, and the peer reads them at
+// once too. With no reader at work there is nothing to wait for. Under
+// sustained input the yield can last long: the global run queue, where
+// Gosched puts the writer, is served after the local one, while readers
+// keep handling messages. So when more than maxYieldMessages messages were
+// read during one yield, writers stop yielding for the next
+// yieldPauseMessages messages. (Counting messages rather than time keeps
+// the process being descheduled by the OS from looking like load.)
+const (
+	maxYieldMessages   = 128
+	yieldPauseMessages = 1 << 16
+)
+
+func (h *Hub) writerYield() {
+	m0 := h.messages.Load()
+	if h.readers.Load() == 0 || m0 < h.noYieldUntil.Load() {
+		return
+	}
+	runtime.Gosched()
+	if m1 := h.messages.Load(); m1-m0 > maxYieldMessages {
+		h.noYieldUntil.Store(m1 + yieldPauseMessages)
+	}
 }
 
 // NewHub returns a Hub. It starts no goroutine until a socket is attached.
@@ -454,7 +487,7 @@ func (h *Hub) startReading(c *Conn) {
 		}
 		if err == nil {
 			if len(c.pre) > 0 {
-				h.dispatch(p, c) // bytes are buffered already: epoll will not tell
+				h.dispatch(c) // bytes are buffered already: epoll will not tell
 			}
 			return
 		}
@@ -487,32 +520,116 @@ func (h *Hub) startPoller() (*poller, error) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		p.run(func(c *Conn) { h.dispatch(p, c) })
+		p.run(h.dispatch)
 	}()
 	return p, nil
 }
 
-// dispatch starts a reader for c unless one runs already.
-func (h *Hub) dispatch(p *poller, c *Conn) {
+// Reader goroutines of the poller are kept for a while once they are done,
+// so that the next readable socket does not start a goroutine whose stack
+// must grow again through the whole event path (reading, the object's
+// turn, its sends): that growth cost more than the rest of the read.
+const (
+	readerIdle     = time.Second // an idle reader exits after this
+	maxIdleReaders = 64          // readers kept idle at most
+)
+
+// reader is an idle reader goroutine: dispatch hands it its next socket.
+type reader struct {
+	next chan *Conn // capacity 1: the hand-off never blocks
+}
+
+// dispatch has c read (by an idle reader, or a new one). If a reader runs
+// for it already, that reader reads again before it stops: the bytes that
+// made the poller report c may have arrived after its last read.
+func (h *Hub) dispatch(c *Conn) {
 	c.mu.Lock()
-	if c.reading || c.torn {
+	if c.torn || c.readDone {
+		c.mu.Unlock()
+		return
+	}
+	if c.reading {
+		c.readAgain = true
 		c.mu.Unlock()
 		return
 	}
 	c.reading = true
 	c.mu.Unlock()
-	ok := h.goroutine(false, func() {
-		rearm := c.serve(true)
+	h.readers.Add(1)
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
 		c.mu.Lock()
 		c.reading = false
 		c.mu.Unlock()
-		if rearm {
-			p.rearm(c) // fails only if c was closed meanwhile
+		h.readers.Add(-1)
+		return
+	}
+	if n := len(h.idle); n > 0 {
+		r := h.idle[n-1]
+		h.idle[n-1] = nil
+		h.idle = h.idle[:n-1]
+		h.mu.Unlock()
+		r.next <- c
+		return
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		h.readLoop(c)
+	}()
+}
+
+// readLoop reads c until it has nothing more, then waits (up to
+// readerIdle) to be handed another socket, and so on.
+func (h *Hub) readLoop(c *Conn) {
+	r := &reader{next: make(chan *Conn, 1)}
+	var t *time.Timer
+	for {
+		for {
+			more := c.serve(true)
+			c.mu.Lock()
+			again := more && c.readAgain
+			c.readAgain = false
+			if !again {
+				c.reading = false
+				c.readDone = !more
+			}
+			c.mu.Unlock()
+			if !again {
+				h.readers.Add(-1)
+				break
+			}
 		}
-	})
-	if !ok {
-		c.mu.Lock()
-		c.reading = false
-		c.mu.Unlock()
+		c = nil
+		h.mu.Lock()
+		if h.closed || len(h.idle) >= maxIdleReaders {
+			h.mu.Unlock()
+			return
+		}
+		h.idle = append(h.idle, r)
+		h.mu.Unlock()
+		if t == nil {
+			t = time.NewTimer(readerIdle)
+		} else {
+			t.Reset(readerIdle)
+		}
+		select {
+		case c = <-r.next:
+			t.Stop()
+			continue
+		case <-t.C:
+		case <-h.ctx.Done():
+		}
+		h.mu.Lock()
+		if i := slices.Index(h.idle, r); i >= 0 {
+			h.idle = slices.Delete(h.idle, i, i+1)
+			h.mu.Unlock()
+			t.Stop()
+			return
+		}
+		h.mu.Unlock()
+		c = <-r.next // dispatch took r before it could leave: serve that socket
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"syscall"
 
@@ -14,16 +15,23 @@ import (
 
 const pollSupported = true
 
-// wakeID is the epoll data of the poller's own eventfd.
-const wakeID = ^uint64(0)
-
 // poller watches idle sockets with one epoll set and one goroutine. Each
-// socket is registered one-shot: when it becomes readable it is disarmed
-// and handed to a reader goroutine, which re-arms it when it has read all
-// there was.
+// socket is registered edge-triggered: the set reports it whenever bytes
+// arrive, and it is handed to a reader (see Hub.dispatch), which reads
+// until the socket has nothing more. No system call re-arms it.
+//
+// The goroutine never blocks in epoll_wait: the epoll set's own descriptor
+// (readable when the set has events) is registered with Go's network
+// poller, and the goroutine polls the set without waiting, parking in the
+// runtime when it is empty. A blocking epoll_wait would hold the
+// scheduler's P in a system call until sysmon takes it back (20 µs or
+// more, with a thread handoff each time), which with GOMAXPROCS=1 stalls
+// every other goroutine meanwhile.
 type poller struct {
-	epfd, evfd int
-	done       chan struct{}
+	epfd int
+	file *os.File        // epfd, owned: closing it stops run
+	rc   syscall.RawConn // of file
+	done chan struct{}
 
 	mu     sync.Mutex // guards conns, closed
 	conns  map[uint64]*Conn
@@ -35,19 +43,19 @@ func newPoller() (*poller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socket: epoll_create1: %w", err)
 	}
-	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("socket: epoll set: %w", err)
+	}
+	// A non-blocking descriptor: os.NewFile registers it with the runtime's
+	// network poller.
+	f := os.NewFile(uintptr(epfd), "socket-epoll")
+	rc, err := f.SyscallConn()
 	if err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("socket: eventfd: %w", err)
+		f.Close()
+		return nil, fmt.Errorf("socket: epoll set: %w", err)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN}
-	putID(&ev, wakeID)
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
-		unix.Close(epfd)
-		unix.Close(evfd)
-		return nil, fmt.Errorf("socket: epoll_ctl: %w", err)
-	}
-	return &poller{epfd: epfd, evfd: evfd, done: make(chan struct{}), conns: make(map[uint64]*Conn)}, nil
+	return &poller{epfd: epfd, file: f, rc: rc, done: make(chan struct{}), conns: make(map[uint64]*Conn)}, nil
 }
 
 func putID(ev *unix.EpollEvent, id uint64) {
@@ -59,27 +67,33 @@ func getID(ev *unix.EpollEvent) uint64 {
 	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 }
 
-const armEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+const armEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
 
-// ctl runs epoll_ctl on c's descriptor while holding a reference to it, so
-// the number cannot be reused by another connection meanwhile.
+// ctl runs epoll_ctl on c's descriptor while holding a reference to it and
+// to the epoll set, so that neither number can be reused meanwhile. It
+// fails once the poller is closed.
 func (p *poller) ctl(c *Conn, op int) error {
 	if c.raw == nil {
 		return errors.New("socket: connection has no file descriptor")
 	}
-	var cerr error
-	err := c.raw.Control(func(fd uintptr) {
-		ev := unix.EpollEvent{Events: armEvents}
-		putID(&ev, c.id)
-		cerr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
+	var cerr, ierr error
+	err := p.rc.Control(func(epfd uintptr) {
+		ierr = c.raw.Control(func(fd uintptr) {
+			ev := unix.EpollEvent{Events: armEvents}
+			putID(&ev, c.id)
+			cerr = unix.EpollCtl(int(epfd), op, int(fd), &ev)
+		})
 	})
 	if err != nil {
-		return err
+		return ErrHubClosed
+	}
+	if ierr != nil {
+		return ierr
 	}
 	return cerr
 }
 
-// add registers c, armed.
+// add registers c.
 func (p *poller) add(c *Conn) error {
 	p.mu.Lock()
 	if p.closed {
@@ -95,9 +109,6 @@ func (p *poller) add(c *Conn) error {
 	return nil
 }
 
-// rearm arms c again after its reader has drained it.
-func (p *poller) rearm(c *Conn) error { return p.ctl(c, unix.EPOLL_CTL_MOD) }
-
 // forget drops c (its descriptor leaves the epoll set when it is closed).
 func (p *poller) forget(c *Conn) {
 	p.mu.Lock()
@@ -109,33 +120,47 @@ func (p *poller) forget(c *Conn) {
 func (p *poller) run(dispatch func(*Conn)) {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 256)
+	var ready []*Conn
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return
+		var n int
+		var werr error
+		err := p.rc.Read(func(epfd uintptr) bool {
+			n, werr = unix.EpollWait(int(epfd), events, 0)
+			return n != 0 || (werr != nil && werr != unix.EINTR)
+		})
+		if err != nil && !p.isClosed() {
+			// The runtime does not watch the set (it should on Linux): wait
+			// in epoll_wait itself, a little at a time so that close is
+			// noticed.
+			err = p.rc.Control(func(epfd uintptr) { n, werr = unix.EpollWait(int(epfd), events, 50) })
 		}
+		switch {
+		case err != nil:
+			return // closed
+		case werr == unix.EINTR:
+			continue
+		case werr != nil:
+			return // cannot happen with a valid set; Close tears the sockets down
+		}
+		ready = ready[:0]
+		p.mu.Lock()
 		for i := range n {
-			id := getID(&events[i])
-			if id == wakeID {
-				p.mu.Lock()
-				closed := p.closed
-				p.mu.Unlock()
-				if closed {
-					return
-				}
-				continue
+			if c := p.conns[getID(&events[i])]; c != nil {
+				ready = append(ready, c)
 			}
-			p.mu.Lock()
-			c := p.conns[id]
-			p.mu.Unlock()
-			if c != nil {
-				dispatch(c)
-			}
+		}
+		p.mu.Unlock()
+		for i, c := range ready {
+			dispatch(c)
+			ready[i] = nil
 		}
 	}
+}
+
+func (p *poller) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
 }
 
 // close stops run, waits for it and releases the epoll set.
@@ -147,12 +172,8 @@ func (p *poller) close() {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	var one [8]byte
-	one[0] = 1
-	unix.Write(p.evfd, one[:])
+	p.file.Close() // wakes run, and closes epfd once run let go of it
 	<-p.done
-	unix.Close(p.epfd)
-	unix.Close(p.evfd)
 }
 
 // readNonblock reads what is waiting on the socket without blocking:

@@ -14,7 +14,6 @@ type poller struct{}
 
 func newPoller() (*poller, error)          { return nil, errors.New("socket: no epoll on this system") }
 func (p *poller) add(c *Conn) error        { return errors.New("socket: no poller") }
-func (p *poller) rearm(c *Conn) error      { return errors.New("socket: no poller") }
 func (p *poller) forget(c *Conn)           {}
 func (p *poller) run(dispatch func(*Conn)) {}
 func (p *poller) close()                   {}

@@ -34,9 +34,12 @@ const (
 type connReader struct {
 	c    *Conn
 	mode int
+	// drained: the last read from the socket returned less than asked,
+	// so the socket had nothing more at that moment.
+	drained bool
 }
 
-func (r *connReader) Read(p []byte) (int, error) {
+func (r *connReader) Read(p []byte) (n int, err error) {
 	c := r.c
 	if len(c.pre) > 0 {
 		n := copy(p, c.pre)
@@ -45,19 +48,27 @@ func (r *connReader) Read(p []byte) (int, error) {
 	}
 	switch r.mode {
 	case modeNonblock:
-		return readNonblock(c.raw, p)
+		n, err = readNonblock(c.raw, p)
+		r.drained = n < len(p)
+		return n, err
 	case modeIdle:
 		c.nc.SetReadDeadline(time.Time{})
 	default:
 		c.nc.SetReadDeadline(time.Now().Add(c.hub.cfg.ReadTimeout))
 	}
-	return c.nc.Read(p)
+	n, err = c.nc.Read(p)
+	r.drained = n < len(p)
+	return n, err
 }
 
 // serve reads and handles what the socket has to say. In poller mode
 // (poll) it returns once no more bytes are waiting, reporting whether the
-// socket must be re-armed; otherwise it returns only when the socket ends.
-func (c *Conn) serve(poll bool) (rearm bool) {
+// socket is to be read again when more arrive; otherwise it returns only
+// when the socket ends.
+func (c *Conn) serve(poll bool) (more bool) {
+	if c.stopReading() {
+		return false
+	}
 	cr := &connReader{c: c}
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(cr)
@@ -84,6 +95,12 @@ func (c *Conn) serve(poll bool) (rearm bool) {
 		}
 		if c.stopReading() {
 			return false
+		}
+		if poll && cr.drained && br.Buffered() == 0 && len(c.pre) == 0 {
+			// The last read emptied the socket: rather than a read that
+			// would only say so (EAGAIN), stop. The poller reports bytes
+			// that arrive afterwards.
+			return true
 		}
 	}
 }
@@ -209,6 +226,7 @@ func (c *Conn) readOne(br *bufio.Reader) error {
 // onMessage answers an auto-response request or hands the message to the
 // object. Messages arriving while the socket closes are dropped.
 func (c *Conn) onMessage(typ MessageType, data []byte) {
+	c.hub.messages.Add(1)
 	c.mu.Lock()
 	if c.state != stateOpen {
 		c.mu.Unlock()

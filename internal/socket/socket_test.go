@@ -2,6 +2,7 @@ package socket_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -30,6 +31,7 @@ type recorder struct {
 	events []string
 	gate   func() *socket.Gate
 	notify chan struct{}
+	hold   chan struct{} // if set, the message "hold" waits for it
 }
 
 func newRecorder() *recorder { return &recorder{notify: make(chan struct{}, 100)} }
@@ -43,6 +45,9 @@ func (r *recorder) add(s string) {
 
 func (r *recorder) Message(c *socket.Conn, typ socket.MessageType, data []byte) {
 	r.add(fmt.Sprintf("message %d %s", typ, data))
+	if r.hold != nil && string(data) == "hold" {
+		<-r.hold
+	}
 	var g *socket.Gate
 	if r.gate != nil {
 		g = r.gate()
@@ -188,6 +193,47 @@ func TestHub_EchoAndClose(t *testing.T) {
 			}
 			if n := len(f.hub.List("obj", "")); n != 0 {
 				t.Errorf("listed after close: %d", n)
+			}
+		})
+	}
+}
+
+// TestHub_BytesWhileHandling sends bytes while the handler of an earlier
+// message runs, including a frame split over two writes: every message
+// must still be read, in order, without the peer sending anything else.
+func TestHub_BytesWhileHandling(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			f := newFixture(t, m.cfg)
+			f.rec.hold = make(chan struct{})
+			c, _ := f.dial(t, "")
+			c.write(ws.NewTextFrame([]byte("hold")))
+			if got := f.rec.wait(t, 1); got != "message 1 hold" {
+				t.Fatalf("event = %s", got)
+			}
+			c.write(ws.NewTextFrame([]byte("second")))
+			var b bytes.Buffer
+			ws.WriteFrame(&b, ws.MaskFrame(ws.NewTextFrame([]byte("third, in two writes"))))
+			half := b.Len() / 2
+			c.conn.Write(b.Bytes()[:half])
+			time.Sleep(20 * time.Millisecond) // let the poller see the bytes
+			close(f.rec.hold)
+			// Nothing more is sent until the bytes sent during the handler
+			// are handled.
+			for _, want := range []string{"hold", "second"} {
+				if got := c.readText(); got != want {
+					t.Fatalf("echo = %q, want %q", got, want)
+				}
+			}
+			c.conn.Write(b.Bytes()[half:])
+			if got, want := c.readText(), "third, in two writes"; got != want {
+				t.Fatalf("echo = %q, want %q", got, want)
+			}
+			// And later bytes, once the reader is idle.
+			time.Sleep(20 * time.Millisecond)
+			c.write(ws.NewTextFrame([]byte("fourth")))
+			if got := c.readText(); got != "fourth" {
+				t.Fatalf("echo = %q, want fourth", got)
 			}
 		})
 	}
