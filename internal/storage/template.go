@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/sys/unix"
 	"zombiezen.com/go/sqlite"
 )
 
@@ -137,7 +138,10 @@ func createFromTemplate(path string, keep bool) (*os.File, bool, error) {
 }
 
 // DefaultSpares is the number of databases Spares keeps ready by default.
-const DefaultSpares = 8
+const DefaultSpares = 32
+
+// spareBatch bounds the spares created between two syncs of the pool.
+const spareBatch = 16
 
 // SparesConfig configures Spares.
 type SparesConfig struct {
@@ -147,9 +151,12 @@ type SparesConfig struct {
 	Dir string
 	// Count is how many spares to keep ready; 0 means DefaultSpares.
 	Count int
-	// Sync fsyncs each spare database file before offering it, so that a
-	// database created from it needs no further fsync of its initial
-	// contents. Set it when the durability Group runs in Fsync mode.
+	// Sync makes each spare database file durable before offering it, so
+	// that a database created from it needs no further fsync of its
+	// initial contents. Set it when the durability Group runs in Fsync
+	// mode. Spares are made in batches, each made durable by one syncfs(2)
+	// of the pool's file system (one fsync per file would bound how many
+	// new objects a second can be created without waiting).
 	Sync bool
 }
 
@@ -236,31 +243,36 @@ func (s *Spares) fill() {
 	filling := true
 	for {
 		s.mu.Lock()
-		// Refill from half empty to full, in one go: creating files slows
+		// Refill from half empty to full, in batches: creating files slows
 		// down the links and renames of concurrent Opens (they share the
-		// file system journal), so it is better done in bursts.
+		// file system journal), so it is better done in bursts, and a batch
+		// shares one sync.
 		if len(s.ready) <= s.cfg.Count/2 {
 			filling = true
 		}
-		need := filling && !s.closed && len(s.ready) < s.cfg.Count
-		if !need {
+		n := 0
+		if filling && !s.closed {
+			n = min(s.cfg.Count-len(s.ready), spareBatch)
+		}
+		if n <= 0 {
 			filling = false
 		}
-		n := s.next
-		if need {
-			s.next++
-		}
+		first := s.next
+		s.next += max(n, 0)
 		s.mu.Unlock()
-		if need {
-			p, err := s.create(n)
+		if n > 0 {
+			paths, err := s.createBatch(first, n)
 			s.mu.Lock()
 			if err != nil {
 				s.err = err
-			} else if s.closed {
-				os.Remove(p)
-				os.Remove(p + "-wal")
+			}
+			if s.closed {
+				for _, p := range paths {
+					os.Remove(p)
+					os.Remove(p + "-wal")
+				}
 			} else {
-				s.ready = append(s.ready, p)
+				s.ready = append(s.ready, paths...)
 			}
 			s.mu.Unlock()
 			if err == nil {
@@ -276,6 +288,41 @@ func (s *Spares) fill() {
 	}
 }
 
+// createBatch creates n spares numbered from first and, with Sync, makes
+// them durable with one syncfs. It returns the spares made (none if the
+// sync failed).
+func (s *Spares) createBatch(first, n int) ([]string, error) {
+	var paths []string
+	var err error
+	for i := range n {
+		var p string
+		if p, err = s.create(first + i); err != nil {
+			break
+		}
+		paths = append(paths, p)
+	}
+	if len(paths) > 0 && s.cfg.Sync {
+		if serr := syncFS(s.cfg.Dir); serr != nil {
+			for _, p := range paths {
+				os.Remove(p)
+				os.Remove(p + "-wal")
+			}
+			return nil, fmt.Errorf("storage: spares: %w", serr)
+		}
+	}
+	return paths, err
+}
+
+// syncFS flushes the file system holding dir (syncfs(2)).
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
+}
+
 func (s *Spares) create(n int) (string, error) {
 	p := filepath.Join(s.cfg.Dir, strconv.Itoa(n)+".db")
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
@@ -283,9 +330,6 @@ func (s *Spares) create(n int) (string, error) {
 		return "", fmt.Errorf("storage: spares: %w", err)
 	}
 	_, err = f.Write(s.img)
-	if err == nil && s.cfg.Sync {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
