@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,5 +73,76 @@ func TestMaxLiveObjects(t *testing.T) {
 func TestDefaultMaxLiveObjects(t *testing.T) {
 	if n := durable.DefaultMaxLiveObjects(); n < 256 {
 		t.Fatalf("DefaultMaxLiveObjects() = %d, want at least 256", n)
+	}
+}
+
+// Ensure evicted objects still closing count against MaxLiveObjects: with
+// slow fsyncs (a close waits for the object's last one), 64 callers
+// activating 1,000 objects must not run ahead of the closes and pile up
+// open databases.
+func TestMaxLiveObjects_SlowCloses(t *testing.T) {
+	const bound, objects, callers = 50, 1000, 64
+	slow := func(f *os.File) error {
+		time.Sleep(2 * time.Millisecond)
+		return f.Sync()
+	}
+	slowFS := func(fs []*os.File) error {
+		time.Sleep(2 * time.Millisecond)
+		return fs[0].Sync()
+	}
+	rt, err := durable.OpenWithSyncHooks(durable.Options{Dir: t.TempDir(), MaxLiveObjects: bound, IdleTimeout: time.Hour}, slow, slowFS, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	ns := durable.MustRegister(rt, "Keeper", newKeeper, struct{}{})
+	openDBs := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		n := 0
+		for _, e := range ents {
+			if p, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasSuffix(p, ".sqlite") {
+				n++
+			}
+		}
+		return n
+	}
+	stop := make(chan struct{})
+	peak := make(chan int)
+	go func() {
+		m := 0
+		for {
+			select {
+			case <-stop:
+				peak <- m
+				return
+			default:
+			}
+			m = max(m, openDBs())
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < objects; i = int(next.Add(1)) - 1 {
+				if err := durable.Do1(context.Background(), ns.GetByName(fmt.Sprint("k", i)), (*Keeper).Put, i); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	// Each object holds its database file open once; allow for the
+	// objects in their turns (one per caller) past the bound.
+	if p := <-peak; p > bound+callers {
+		t.Fatalf("peak %d databases open, want at most %d (bound %d + %d callers)", p, bound+callers, bound, callers)
 	}
 }

@@ -228,3 +228,9 @@ func BenchmarkKV_PutGet(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNoSyncWrite_1000Objects64 is BenchmarkDurableWrite_1000Objects64
+// without fsync: the runtime's own ceiling when the disk is not the limit.
+func BenchmarkNoSyncWrite_1000Objects64(b *testing.B) {
+	benchConcurrentWrites(b, durable.NoSync, 1000, 64)
+}

@@ -560,6 +560,11 @@ func (e *panicError) Error() string { return fmt.Sprint(e.value) }
 
 // activate constructs the object inside turn t.
 func (c *nsCore) activate(ctx context.Context, t *turn, id ID) (*activation, error) {
+	// Past Options.MaxLiveObjects, wait for evicted objects to close
+	// their databases first.
+	if err := c.rt.eng.WaitRoom(ctx); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	a := &activation{c: c, o: t.o, id: id}
 	a.ctx, a.cancel = context.WithCancel(c.rt.bgCtx)

@@ -100,6 +100,12 @@ type Engine struct {
 
 	trimming atomic.Bool    // a trim to MaxLive is under way
 	closers  sync.WaitGroup // goroutines closing trimmed activations
+	// closing counts evicted activations not closed yet: they still hold
+	// their files, so WaitRoom counts them against MaxLive. roomCh is
+	// closed (and replaced) whenever one of them finishes closing.
+	closing atomic.Int64
+	roomMu  sync.Mutex
+	roomCh  chan struct{}
 }
 
 type shard struct {
@@ -276,18 +282,68 @@ func (e *Engine) trim() {
 		}
 		c.sh.mu.Unlock()
 	}
-	// The victims are out of the count already: the next activation past
-	// the bound may start another trim while these close.
+	// The victims move from live to closing: the next activation past
+	// the bound may start another trim while these close, and WaitRoom
+	// holds new activations back while live and closing ones together
+	// are at the bound.
+	e.closing.Add(int64(len(victims)))
 	e.live.Add(-int64(len(victims)))
 	e.evictions.Add(uint64(len(victims)))
 	if len(victims) > 0 {
 		e.closers.Add(1)
 		go func() {
 			defer e.closers.Done()
-			closeVictims(victims)
+			e.closeVictims(victims)
 		}()
 	}
 	e.trimming.Store(false)
+}
+
+// WaitRoom is called before an object is activated. With MaxLive set, it
+// waits while live activations and evicted ones still closing (which hold
+// their files too) are at MaxLive, starting a trim if needed, so that a
+// burst of activations cannot run ahead of the closes and exhaust file
+// descriptors. It never waits when nothing is closing: if every live
+// object is busy, the activation goes past the bound rather than stall.
+func (e *Engine) WaitRoom(ctx context.Context) error {
+	limit := int64(e.cfg.MaxLive)
+	if limit <= 0 {
+		return nil
+	}
+	for {
+		e.roomMu.Lock()
+		if e.roomCh == nil {
+			e.roomCh = make(chan struct{})
+		}
+		ch := e.roomCh
+		e.roomMu.Unlock()
+		live := e.live.Load()
+		if live+e.closing.Load() < limit {
+			return nil
+		}
+		if live >= limit*9/10 {
+			e.trim()
+		}
+		if e.closing.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// closed1 records that one evicted activation finished closing.
+func (e *Engine) closed1() {
+	e.closing.Add(-1)
+	e.roomMu.Lock()
+	if e.roomCh != nil {
+		close(e.roomCh)
+		e.roomCh = nil
+	}
+	e.roomMu.Unlock()
 }
 
 // detachLocked takes the activation of key out of the shard if the object
@@ -315,9 +371,10 @@ func (e *Engine) retire(vs []victim) {
 	if len(vs) == 0 {
 		return
 	}
+	e.closing.Add(int64(len(vs)))
 	e.live.Add(-int64(len(vs)))
 	e.evictions.Add(uint64(len(vs)))
-	closeVictims(vs)
+	e.closeVictims(vs)
 }
 
 // victim is an evicted activation to close; key is marked closing in sh.
@@ -334,11 +391,12 @@ type victim struct {
 const closeParallel = 64
 
 // closeVictims closes vs, up to closeParallel at a time, and returns when
-// all are closed.
-func closeVictims(vs []victim) {
+// all are closed. vs are counted in e.closing.
+func (e *Engine) closeVictims(vs []victim) {
 	if len(vs) == 1 {
 		vs[0].a.Close(nil)
 		vs[0].sh.doneClosing(vs[0].key, vs[0].done)
+		e.closed1()
 		return
 	}
 	var next atomic.Int64
@@ -350,6 +408,7 @@ func closeVictims(vs []victim) {
 			for i := int(next.Add(1)) - 1; i < len(vs); i = int(next.Add(1)) - 1 {
 				vs[i].a.Close(nil)
 				vs[i].sh.doneClosing(vs[i].key, vs[i].done)
+				e.closed1()
 			}
 		}()
 	}
