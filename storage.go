@@ -313,15 +313,7 @@ func (s *Storage) Sync(ctx context.Context) error {
 		s.a.setBroken(err) // the turn's writes are gone: reset at its end
 		return err
 	}
-	if err := ticket.Wait(ctx); err != nil {
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		err = fmt.Errorf("%w: %w", ErrDurability, err)
-		s.a.setBroken(err)
-		return err
-	}
-	return nil
+	return s.a.waitDurable(ctx, ticket)
 }
 
 // DeleteAll deletes everything the object stored, atomically: SQL tables,

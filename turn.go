@@ -147,6 +147,23 @@ func (a *activation) commit() (durability.Ticket, error) {
 	return ticket, err
 }
 
+// waitDurable waits for ticket during a turn (before an outgoing call, in
+// Storage.Sync). If ctx ends first it returns ctx's cause: the writes may
+// yet become durable. If they cannot be made durable, the object is
+// marked to be reset when the turn ends and the error wraps ErrDurability.
+func (a *activation) waitDurable(ctx context.Context, ticket durability.Ticket) error {
+	err := ticket.Wait(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
+	}
+	err = fmt.Errorf("%w: %w", ErrDurability, err)
+	a.setBroken(err)
+	return err
+}
+
 // inSavepoint reports whether a TransactionSync callback is running.
 func (a *activation) inSavepoint() bool {
 	a.mu.Lock()
@@ -227,11 +244,9 @@ func (t *turn) yield(ctx context.Context) error {
 		// turn's earlier writes were committed when it began: the call
 		// leaves once they are durable. Held output stays held until the
 		// transaction's writes are committed and durable too.
-		ticket = t.a.lastTicket()
-		if err = ticket.Wait(ctx); err != nil {
+		if err = t.a.waitDurable(ctx, t.a.lastTicket()); err != nil {
 			t.out--
-			t.a.setBroken(fmt.Errorf("%w: %w", ErrDurability, err))
-			return fmt.Errorf("%w: %w", ErrDurability, err)
+			return err
 		}
 		return nil // BlockConcurrencyWhile is active: the turn is kept
 	}
@@ -242,13 +257,9 @@ func (t *turn) yield(ctx context.Context) error {
 		t.a.setBroken(err)
 		return err
 	}
-	if err = ticket.Wait(ctx); err != nil {
+	if err = t.a.waitDurable(ctx, ticket); err != nil {
 		t.out--
-		if ctx.Err() != nil {
-			return context.Cause(ctx) // the writes may yet become durable
-		}
-		t.a.setBroken(fmt.Errorf("%w: %w", ErrDurability, err))
-		return fmt.Errorf("%w: %w", ErrDurability, err)
+		return err
 	}
 	t.settleHeldLocked(nil) // the writes before the call are durable: release output
 	if t.block == 0 {
