@@ -287,9 +287,7 @@ func TestTransaction_HoldsEventsAcrossCalls(t *testing.T) {
 		_, err := durable.Call2(context.Background(), a, (*Ledger).Transfer, "b", false)
 		done <- err
 	}()
-	if who := <-e.entered; who != "b" {
-		t.Fatalf("entered %q", who)
-	}
+	waitEntered(t, e, done)
 	// a waits on b inside its transaction: another event must stay queued.
 	touched := make(chan error, 1)
 	go func() { touched <- durable.Do1(context.Background(), a, (*Ledger).Touch, "touch") }()
@@ -367,6 +365,11 @@ func TestTransaction_Timeout(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- durable.Do0(context.Background(), a, (*Ledger).Stuck) }()
 	for { // until Stuck holds the turn
+		select {
+		case err := <-done:
+			t.Fatalf("Stuck returned early: %v", err)
+		default:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 		_, err := durable.Call0(ctx, a, (*Ledger).Gen)
 		cancel()
@@ -429,11 +432,25 @@ func TestTransaction_CallWaitsForEarlierWrites(t *testing.T) {
 	}
 	hold.Store(false)
 	close(gate)
-	if who := <-e.entered; who != "b" {
-		t.Fatalf("entered %q", who)
-	}
+	waitEntered(t, e, done)
 	close(e.release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitEntered waits until object b's Wait is called, failing the test if
+// the call that should reach it (whose error arrives on done) ends first.
+func waitEntered(t *testing.T, e *ledgerEnv, done <-chan error) {
+	t.Helper()
+	select {
+	case who := <-e.entered:
+		if who != "b" {
+			t.Fatalf("entered %q, want b", who)
+		}
+	case err := <-done:
+		t.Fatalf("the transfer ended before calling b: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("b was not called within 30 s")
 	}
 }
