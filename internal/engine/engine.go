@@ -297,14 +297,16 @@ func (e *Engine) trim() {
 		}()
 	}
 	e.trimming.Store(false)
+	e.roomChanged() // waiters re-check, whether or not there were victims
 }
 
 // WaitRoom is called before an object is activated. With MaxLive set, it
 // waits while live activations and evicted ones still closing (which hold
 // their files too) are at MaxLive, starting a trim if needed, so that a
 // burst of activations cannot run ahead of the closes and exhaust file
-// descriptors. It never waits when nothing is closing: if every live
-// object is busy, the activation goes past the bound rather than stall.
+// descriptors. It never waits when nothing is closing or being chosen for
+// eviction: if every live object is busy, the activation goes past the
+// bound rather than stall.
 func (e *Engine) WaitRoom(ctx context.Context) error {
 	limit := int64(e.cfg.MaxLive)
 	if limit <= 0 {
@@ -324,7 +326,7 @@ func (e *Engine) WaitRoom(ctx context.Context) error {
 		if live >= limit*9/10 {
 			e.trim()
 		}
-		if e.closing.Load() == 0 {
+		if e.closing.Load() == 0 && !e.trimming.Load() {
 			return nil
 		}
 		select {
@@ -338,6 +340,11 @@ func (e *Engine) WaitRoom(ctx context.Context) error {
 // closed1 records that one evicted activation finished closing.
 func (e *Engine) closed1() {
 	e.closing.Add(-1)
+	e.roomChanged()
+}
+
+// roomChanged wakes the activations waiting in WaitRoom.
+func (e *Engine) roomChanged() {
 	e.roomMu.Lock()
 	if e.roomCh != nil {
 		close(e.roomCh)
