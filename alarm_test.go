@@ -14,6 +14,7 @@ import (
 
 	"github.com/durable-go/durable"
 	"github.com/durable-go/durable/internal/clock"
+	"github.com/durable-go/durable/internal/storage"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 )
@@ -894,11 +895,11 @@ func TestAlarm_SurvivesRestart(t *testing.T) {
 // indexRows reads the node's alarm index of dir: namespace/id -> time.
 func indexRows(t *testing.T, dir string) map[string]time.Time {
 	t.Helper()
-	conn, err := sqlite.OpenConn(filepath.Join(dir, ".alarms.sqlite"), sqlite.OpenReadOnly)
+	conn, err := storage.OpenConn(filepath.Join(dir, ".alarms.sqlite"), sqlite.OpenReadOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer storage.CloseConn(conn)
 	rows := map[string]time.Time{}
 	err = sqlitex.ExecuteTransient(conn, "SELECT ns, hex(id), at FROM alarms", &sqlitex.ExecOptions{
 		ResultFunc: func(s *sqlite.Stmt) error {
@@ -914,11 +915,11 @@ func indexRows(t *testing.T, dir string) map[string]time.Time {
 
 func execIndex(t *testing.T, dir, query string, args ...any) {
 	t.Helper()
-	conn, err := sqlite.OpenConn(filepath.Join(dir, ".alarms.sqlite"), sqlite.OpenReadWrite)
+	conn, err := storage.OpenConn(filepath.Join(dir, ".alarms.sqlite"), sqlite.OpenReadWrite)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer storage.CloseConn(conn)
 	if err := sqlitex.Execute(conn, query, &sqlitex.ExecOptions{Args: args}); err != nil {
 		t.Fatal(err)
 	}
@@ -993,14 +994,16 @@ func TestAlarm_IndexEntryPrecedesCommit(t *testing.T) {
 	// Every write of a Ticker object is its alarm, so when its WAL is
 	// synced the index must already announce the alarm.
 	check := func(files []string) {
-		conn, err := sqlite.OpenConn(filepath.Join(dir, ".alarms.sqlite"), sqlite.OpenReadOnly)
+		// storage.OpenConn, never the driver's: opening and closing
+		// connections concurrently with the runtime's races in the driver.
+		conn, err := storage.OpenConn(filepath.Join(dir, ".alarms.sqlite"), sqlite.OpenReadOnly)
 		if err != nil {
 			mu.Lock()
 			checkErr = err
 			mu.Unlock()
 			return
 		}
-		defer conn.Close()
+		defer storage.CloseConn(conn)
 		for _, f := range files {
 			if !strings.Contains(f, "Ticker") {
 				continue

@@ -50,11 +50,11 @@ func BenchmarkExecPointRead(b *testing.B) {
 // BenchmarkRawPointRead is the same read with the bare driver.
 func BenchmarkRawPointRead(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "raw.sqlite")
-	c, err := sqlite.OpenConn(path)
+	c, err := storage.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	defer storage.CloseConn(c)
 	run := func(q string, args ...any) {
 		s := c.Prep(q)
 		for i, a := range args {
