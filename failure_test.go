@@ -86,8 +86,9 @@ func (f *Faulty) WriteAndSync(ctx context.Context, k string) (string, error) {
 	return err.Error(), nil
 }
 
-// faultyRuntime opens a runtime whose fsyncs fail while *failing is set.
-func faultyRuntime(t *testing.T, failing *atomic.Bool) *durable.Namespace[Faulty] {
+// faultyObject opens a runtime whose fsyncs fail while *failing is set and
+// returns a Faulty object in it, with the generation of its instance.
+func faultyObject(t *testing.T, failing *atomic.Bool) (*durable.Stub[Faulty], int64) {
 	t.Helper()
 	errInjected := errors.New("injected fsync failure")
 	syncFile := func(f *os.File) error {
@@ -96,32 +97,24 @@ func faultyRuntime(t *testing.T, failing *atomic.Bool) *durable.Namespace[Faulty
 		}
 		return f.Sync()
 	}
-	syncFS := func(fs []*os.File) error {
-		for _, f := range fs {
-			if err := syncFile(f); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	rt, err := durable.OpenWithSyncHooks(durable.Options{Dir: t.TempDir(), Durability: durable.Fsync}, syncFile, syncFS, 1000)
+	rt, err := durable.OpenWithSyncHooks(durable.Options{Dir: t.TempDir(), Durability: durable.Fsync}, syncFile, nil, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close() })
-	return durable.MustRegister(rt, "Faulty", newFaulty, &faultyEnv{})
-}
-
-func TestFailedFsync_ErrorAndReset(t *testing.T) {
-	var failing atomic.Bool
-	ns := faultyRuntime(t, &failing)
-	stub := ns.GetByName("f")
+	stub := durable.MustRegister(rt, "Faulty", newFaulty, &faultyEnv{}).GetByName("f")
 	gen, err := durable.Call0(t.Context(), stub, (*Faulty).Gen)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return stub, gen
+}
+
+func TestFailedFsync_ErrorAndReset(t *testing.T) {
+	var failing atomic.Bool
+	stub, gen := faultyObject(t, &failing)
 	failing.Store(true)
-	err = durable.Do1(t.Context(), stub, (*Faulty).Write, "lost")
+	err := durable.Do1(t.Context(), stub, (*Faulty).Write, "lost")
 	if !errors.Is(err, durable.ErrDurability) || !durable.IsRetryable(err) {
 		t.Fatalf("Write with a failing fsync: %v, want a retryable ErrDurability", err)
 	}
@@ -137,16 +130,11 @@ func TestFailedFsync_ErrorAndReset(t *testing.T) {
 
 func TestFailedFsync_InSync(t *testing.T) {
 	var failing atomic.Bool
-	ns := faultyRuntime(t, &failing)
-	stub := ns.GetByName("f")
-	gen, err := durable.Call0(t.Context(), stub, (*Faulty).Gen)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stub, gen := faultyObject(t, &failing)
 	failing.Store(true)
 	// The handler returns nil after Sync failed, but its turn's writes
 	// are gone: the call fails with the reset and its cause.
-	_, err = durable.Call1(t.Context(), stub, (*Faulty).WriteAndSync, "x")
+	_, err := durable.Call1(t.Context(), stub, (*Faulty).WriteAndSync, "x")
 	failing.Store(false)
 	if !errors.Is(err, durable.ErrObjectReset) || !errors.Is(err, durable.ErrDurability) {
 		t.Fatalf("the call: %v, want ErrObjectReset caused by ErrDurability", err)
@@ -157,9 +145,7 @@ func TestFailedFsync_InSync(t *testing.T) {
 }
 
 func TestFailedCommit_DeferredConstraint(t *testing.T) {
-	ns := faultyRuntime(t, new(atomic.Bool))
-	stub := ns.GetByName("f")
-	gen, _ := durable.Call0(t.Context(), stub, (*Faulty).Gen)
+	stub, gen := faultyObject(t, new(atomic.Bool))
 	err := durable.Do0(t.Context(), stub, (*Faulty).Orphan)
 	var sqlErr *durable.SQLError
 	if !errors.Is(err, durable.ErrCommit) || !errors.As(err, &sqlErr) || !sqlErr.IsConstraint() {
@@ -177,9 +163,7 @@ func TestFailedCommit_DeferredConstraint(t *testing.T) {
 }
 
 func TestFailedCommit_SwallowedAbort(t *testing.T) {
-	ns := faultyRuntime(t, new(atomic.Bool))
-	stub := ns.GetByName("f")
-	gen, _ := durable.Call0(t.Context(), stub, (*Faulty).Gen)
+	stub, gen := faultyObject(t, new(atomic.Bool))
 	err := durable.Do0(t.Context(), stub, (*Faulty).SwallowAbort)
 	var aborted *durable.TxAbortedError
 	if !errors.Is(err, durable.ErrCommit) || !errors.As(err, &aborted) {

@@ -398,16 +398,8 @@ func TestTransaction_CallWaitsForEarlierWrites(t *testing.T) {
 		}
 		return f.Sync()
 	}
-	syncFS := func(fs []*os.File) error {
-		for _, f := range fs {
-			if err := syncFile(f); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
 	opts := durable.Options{Dir: t.TempDir(), Durability: durable.Fsync}
-	rt, err := durable.OpenWithSyncHooks(opts, syncFile, syncFS, 1000)
+	rt, err := durable.OpenWithSyncHooks(opts, syncFile, nil, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,12 +79,9 @@ var _ engine.Shrinker = (*activation)(nil)
 // what it needs.
 func (a *activation) Shrink() {
 	a.mu.Lock()
-	db, _ := a.db.(*storage.DB)
-	if a.closed || a.turn != nil {
-		db = nil
-	}
+	idle := !a.closed && a.turn == nil
 	a.mu.Unlock()
-	if db != nil {
+	if db := a.storageDB(); db != nil && idle {
 		db.ReleaseMemory()
 	}
 }
@@ -164,23 +161,26 @@ func (a *activation) waitDurable(ctx context.Context, ticket durability.Ticket) 
 	return err
 }
 
+// storageDB returns the object's database if it is open, else nil.
+func (a *activation) storageDB() *storage.DB {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	db, _ := a.db.(*storage.DB)
+	return db
+}
+
 // inSavepoint reports whether a TransactionSync callback is running.
 func (a *activation) inSavepoint() bool {
-	a.mu.Lock()
-	db, _ := a.db.(*storage.DB)
-	a.mu.Unlock()
+	db := a.storageDB()
 	return db != nil && db.InSavepoint()
 }
 
 // lastTicket returns the ticket of the database's last commit.
 func (a *activation) lastTicket() durability.Ticket {
-	a.mu.Lock()
-	db, _ := a.db.(*storage.DB)
-	a.mu.Unlock()
-	if db == nil {
-		return durability.Ticket{}
+	if db := a.storageDB(); db != nil {
+		return db.Last()
 	}
-	return db.Last()
+	return durability.Ticket{}
 }
 
 func (a *activation) rollback() {
