@@ -264,9 +264,23 @@ func runPowerLoss(t *testing.T, mode durable.Durability) (acked, missing, batche
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := durable.MustRegister(rt, "Journal", newJournal, struct{}{})
+	ackedNs := appendFromMany(t, durable.MustRegister(rt, "Journal", newJournal, struct{}{}), powerLossObjects)
+	// Power loss: whatever was not synced is gone. (Shutting down first
+	// would checkpoint; crash() discards that too.)
+	rt.Close()
+	pl.crash(t, dir)
+
+	missing = countMissing(t, dir, powerLossObjects, ackedNs)
+	return len(ackedNs), missing, pl.batches
+}
+
+const powerLossObjects = 16
+
+// appendFromMany appends 1..2000 from 32 callers, spread over objects
+// Journal objects, and returns the numbers acknowledged.
+func appendFromMany(t *testing.T, ns *durable.Namespace[Journal], objects int) []int64 {
 	var mu sync.Mutex
-	var ackedNs []int64
+	var acked []int64
 	var wg sync.WaitGroup
 	var next atomic.Int64
 	for range 32 {
@@ -278,28 +292,29 @@ func runPowerLoss(t *testing.T, mode durable.Durability) (acked, missing, batche
 				if n > 2000 {
 					return
 				}
-				stub := ns.GetByName(fmt.Sprint("j", n%powerLossObjects))
+				stub := ns.GetByName(fmt.Sprint("j", n%int64(objects)))
 				if err := durable.Do1(context.Background(), stub, (*Journal).Append, n); err != nil {
 					t.Error(err)
 					return
 				}
 				mu.Lock()
-				ackedNs = append(ackedNs, n)
+				acked = append(acked, n)
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	// Power loss: whatever was not synced is gone. (Shutting down first
-	// would checkpoint; crash() discards that too.)
-	rt.Close()
-	pl.crash(t, dir)
+	return acked
+}
 
-	rt2 := openRuntime(t, durable.Options{Dir: dir, Durability: durable.NoSync})
-	ns2 := durable.MustRegister(rt2, "Journal", newJournal, struct{}{})
+// countMissing opens the folder dir again and counts the numbers of acked
+// that none of the objects Journal objects holds.
+func countMissing(t *testing.T, dir string, objects int, acked []int64) (missing int) {
+	rt := openRuntime(t, durable.Options{Dir: dir, Durability: durable.NoSync})
+	ns := durable.MustRegister(rt, "Journal", newJournal, struct{}{})
 	present := map[int64]bool{}
-	for i := range powerLossObjects {
-		all, err := durable.Call0(t.Context(), ns2.GetByName(fmt.Sprint("j", i)), (*Journal).All)
+	for i := range objects {
+		all, err := durable.Call0(t.Context(), ns.GetByName(fmt.Sprint("j", i)), (*Journal).All)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -307,15 +322,13 @@ func runPowerLoss(t *testing.T, mode durable.Durability) (acked, missing, batche
 			present[n] = true
 		}
 	}
-	for _, n := range ackedNs {
+	for _, n := range acked {
 		if !present[n] {
 			missing++
 		}
 	}
-	return len(ackedNs), missing, pl.batches
+	return missing
 }
-
-const powerLossObjects = 16
 
 // TestPowerLoss_AckFollowsFsync fails if a write is ever acknowledged
 // before the fsync that makes it durable: after a simulated power loss

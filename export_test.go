@@ -21,5 +21,13 @@ func OpenWithSyncHooks(opts Options, file func(*os.File) error, fs func([]*os.Fi
 			return nil
 		}
 	}
-	return open(opts, durability.Config{SyncFile: file, SyncFS: fs, BatchThreshold: batch})
+	return open(opts, durability.Config{SyncFile: file, SyncFS: fs, BatchThreshold: batch}, false)
+}
+
+// OpenWithJournalHooks opens a runtime that journals its commits (as Open
+// does) with journal files of size bytes (0: the default), calling
+// syncJournal instead of fdatasync on a journal file and fs instead of
+// syncfs when it rotates or closes. Nil hooks keep the real calls.
+func OpenWithJournalHooks(opts Options, syncJournal func(*os.File) error, fs func([]*os.File) error, size int64) (*Runtime, error) {
+	return open(opts, durability.Config{SyncJournal: syncJournal, SyncFS: fs, JournalSize: size}, true)
 }

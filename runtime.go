@@ -158,10 +158,13 @@ type Runtime struct {
 var ErrLocked = errors.New("durable: data folder is in use by another process")
 
 // Open starts a runtime over opts.Dir.
-func Open(opts Options) (*Runtime, error) { return open(opts, durability.Config{}) }
+func Open(opts Options) (*Runtime, error) { return open(opts, durability.Config{}, true) }
 
 // open opens a runtime; tests set the sync functions and batching of dur.
-func open(opts Options, dur durability.Config) (*Runtime, error) {
+// With journal set, commits are made durable through the node journal in
+// journalDir; without, by fsyncing each object's WAL (tests of that path).
+// Either way a journal left by an earlier run is recovered first.
+func open(opts Options, dur durability.Config, journal bool) (*Runtime, error) {
 	if opts.Dir == "" {
 		opts.Dir = DefaultDir
 	}
@@ -203,13 +206,6 @@ func open(opts Options, dur durability.Config) (*Runtime, error) {
 		}
 		return nil, fmt.Errorf("durable: lock %s: %w", opts.Dir, err)
 	}
-	classes, err := openClasses(opts.Dir, opts.Config) // migrate.go
-	if err != nil {
-		lockFD.Close()
-		return nil, err
-	}
-	sweep := min(opts.IdleTimeout, opts.PinnedIdleTimeout) / 4
-	sweep = max(sweep, time.Millisecond)
 	mode := durability.Fsync
 	if opts.Durability == NoSync {
 		mode = durability.NoSync
@@ -217,6 +213,35 @@ func open(opts Options, dur durability.Config) (*Runtime, error) {
 	dur.Mode = mode
 	m := newMetrics()
 	dur.Observer = m
+	// Recover the journal before anything reads an object's database:
+	// migrations move and delete them.
+	dur.Root = opts.Dir
+	jdir := filepath.Join(opts.Dir, durability.JournalDir)
+	if !journal {
+		if _, err := durability.Recover(jdir, opts.Dir); err != nil {
+			lockFD.Close()
+			return nil, fmt.Errorf("durable: open: %w", err)
+		}
+	} else {
+		dur.Journal = jdir
+	}
+	group, rec, err := durability.Open(dur)
+	if err != nil {
+		lockFD.Close()
+		return nil, fmt.Errorf("durable: open: %w", err)
+	}
+	if !rec.Clean {
+		opts.Logger.Info("durable: recovered the journal after an unclean stop",
+			"records", rec.Records, "replayed", rec.Replayed, "files", rec.Files, "skipped", rec.Skipped)
+	}
+	classes, err := openClasses(opts.Dir, opts.Config) // migrate.go
+	if err != nil {
+		group.Close()
+		lockFD.Close()
+		return nil, err
+	}
+	sweep := min(opts.IdleTimeout, opts.PinnedIdleTimeout) / 4
+	sweep = max(sweep, time.Millisecond)
 	rt := &Runtime{
 		metrics:    m,
 		opts:       opts,
@@ -224,7 +249,7 @@ func open(opts Options, dur durability.Config) (*Runtime, error) {
 		lockFD:     lockFD,
 		classes:    classes,
 		namespaces: make(map[string]*nsCore),
-		dur:        durability.New(dur),
+		dur:        group,
 		eng: engine.New(engine.Config{
 			Clock:         opts.Clock,
 			MaxQueue:      opts.MaxQueue,

@@ -189,6 +189,12 @@ func BenchmarkDurableWrite_1000Objects64(b *testing.B) {
 	benchConcurrentWrites(b, durable.Fsync, 1000, 64)
 }
 
+// BenchmarkDurableWrite_1000Objects256: 256 callers spread over 1,000
+// objects, so that more commits share each journal sync.
+func BenchmarkDurableWrite_1000Objects256(b *testing.B) {
+	benchConcurrentWrites(b, durable.Fsync, 1000, 256)
+}
+
 // BenchmarkNoSyncWrite_OneObject16 is the same load without fsync.
 func BenchmarkNoSyncWrite_OneObject16(b *testing.B) {
 	benchConcurrentWrites(b, durable.NoSync, 1, 16)

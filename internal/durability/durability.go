@@ -1,23 +1,3 @@
-// Package durability is the seam between a committed transaction and the
-// output gate. Storage commits a transaction into an object's SQLite WAL
-// (which reaches only the page cache, since the connection runs with
-// synchronous=NORMAL), calls File.Commit to get a Ticket, and the runtime
-// holds every reply, frame and outgoing call of that object until the
-// Ticket's Wait returns nil.
-//
-// On one node a Group makes commits durable by fsyncing the WAL file. It
-// batches: while one fsync of a file is in flight, later commits to that
-// file accumulate, and the next fsync covers them all (group commit), so
-// commits per second can exceed fsyncs per second. Fsyncs of different
-// files run in parallel on a bounded pool of workers. A cluster would
-// replace the fsync with replication to a quorum behind the same API.
-//
-// # Failure
-//
-// When an fsync fails the File is poisoned: every waiting and later Ticket
-// of it fails with the error. The caller must then reset the object (close
-// its database and open it again), because the kernel may have dropped the
-// dirty pages the failed fsync was meant to persist.
 package durability
 
 import (
@@ -26,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +68,20 @@ type Config struct {
 	SyncFS func(files []*os.File) error
 	// Observer, if set, receives the Group's measurements (metrics).
 	Observer Observer
+
+	// Journal, if set, is the directory of the node journal (see Open):
+	// in Fsync mode commits made with File.CommitWAL are copied into it
+	// and made durable by syncing it, instead of fsyncing each file. The
+	// paths of files are recorded relative to Root, which must hold every
+	// file of the Group.
+	Journal string
+	Root    string
+	// JournalSize is the size of each of the journal's two files; 0 means
+	// DefaultJournalSize.
+	JournalSize int64
+	// SyncJournal makes the journal's writes durable. Nil means
+	// fdatasync(2).
+	SyncJournal func(*os.File) error
 }
 
 // Observer receives measurements from a Group. Its methods are called by
@@ -136,6 +131,8 @@ type Group struct {
 	namedMu sync.Mutex
 	named   map[fileKey]struct{}
 
+	j *journal // nil unless journaling
+
 	commits atomic.Uint64
 	syncs   atomic.Uint64
 	fails   atomic.Uint64
@@ -143,8 +140,56 @@ type Group struct {
 	batches atomic.Uint64
 }
 
-// New starts a Group and its workers. Close stops them.
+// Open recovers the journal in cfg.Journal, if set (see Recover), and
+// starts a Group that journals its commits (in Fsync mode). Without
+// cfg.Journal it is New.
+func Open(cfg Config) (*Group, Recovery, error) {
+	if cfg.Journal == "" {
+		return New(cfg), Recovery{Clean: true}, nil
+	}
+	if cfg.Root == "" {
+		return nil, Recovery{}, errors.New("durability: Config.Root is required with Config.Journal")
+	}
+	rec, err := Recover(cfg.Journal, cfg.Root)
+	if err != nil {
+		return nil, rec, err
+	}
+	if cfg.Mode != Fsync {
+		cfg.Journal = ""
+		return New(cfg), rec, nil
+	}
+	if cfg.JournalSize <= 0 {
+		cfg.JournalSize = DefaultJournalSize
+	}
+	if cfg.SyncJournal == nil {
+		cfg.SyncJournal = func(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+	}
+	g := newGroup(cfg)
+	j, err := openJournal(g, cfg.Journal, cfg.Root, cfg.JournalSize, rec.Epoch)
+	if err != nil {
+		return nil, rec, err
+	}
+	g.j = j
+	g.wg.Add(1)
+	go j.run()
+	return g, rec, nil
+}
+
+// New starts a Group and its workers. Close stops them. New ignores
+// cfg.Journal: see Open.
 func New(cfg Config) *Group {
+	cfg.Journal = ""
+	g := newGroup(cfg)
+	if g.cfg.Mode == Fsync {
+		for range g.cfg.Workers {
+			g.wg.Add(1)
+			go g.work()
+		}
+	}
+	return g
+}
+
+func newGroup(cfg Config) *Group {
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
 	}
@@ -160,15 +205,12 @@ func New(cfg Config) *Group {
 	if cfg.SyncFS == nil {
 		cfg.SyncFS = syncFS
 	}
-	g := &Group{cfg: cfg, signal: make(chan struct{}, 1), done: make(chan struct{})}
-	if cfg.Mode == Fsync {
-		for range cfg.Workers {
-			g.wg.Add(1)
-			go g.work()
-		}
-	}
-	return g
+	return &Group{cfg: cfg, signal: make(chan struct{}, 1), done: make(chan struct{})}
 }
+
+// Journaled reports whether the Group makes commits durable through its
+// journal: then commits must be made with File.CommitWAL.
+func (g *Group) Journaled() bool { return g.j != nil }
 
 // Mode returns the group's durability mode.
 func (g *Group) Mode() Mode { return g.cfg.Mode }
@@ -212,7 +254,15 @@ func (g *Group) Close() {
 // created file cannot vanish on power loss. The file is opened lazily on
 // the first sync, so it need not exist yet.
 func (g *Group) File(path, dir string) *File {
-	return &File{g: g, path: path, dir: dir, changed: make(chan struct{})}
+	f := &File{g: g, path: path, dir: dir, changed: make(chan struct{})}
+	if g.j != nil {
+		if rel, err := filepath.Rel(g.cfg.Root, path); err == nil && filepath.IsLocal(rel) {
+			f.rel = filepath.ToSlash(rel)
+		} else {
+			f.err = fmt.Errorf("durability: %s is not under the journal's root %s", path, g.cfg.Root)
+		}
+	}
+	return f
 }
 
 func (g *Group) enqueue(f *File) {
@@ -456,6 +506,7 @@ type File struct {
 	g    *Group
 	path string
 	dir  string
+	rel  string // path relative to the Group's root, for its journal
 
 	mu        sync.Mutex // guards the fields below
 	fd        *os.File
@@ -504,6 +555,58 @@ func (f *File) Commit() Ticket {
 	return t
 }
 
+// CommitWAL records that a transaction has been written to the file, a
+// SQLite WAL, adding the bytes r locates, and returns its Ticket. In a
+// journaled Group it copies those bytes into the journal before it
+// returns, so it must be called before the WAL changes again; otherwise it
+// is Commit. An empty range is no commit: it returns Last.
+func (f *File) CommitWAL(r WALRange) Ticket {
+	j := f.g.j
+	if j == nil {
+		return f.Commit()
+	}
+	if r.End <= r.Off {
+		return f.Last()
+	}
+	f.g.commits.Add(1)
+	fd, err := f.open()
+	f.mu.Lock()
+	f.committed++
+	t := Ticket{f: f, seq: f.committed}
+	if err == nil && f.closed {
+		err = ErrClosed
+	}
+	if f.err != nil || err != nil {
+		f.mu.Unlock()
+		if err != nil {
+			f.fail(fmt.Errorf("durability: journal %s: %w", f.path, err))
+		}
+		return t
+	}
+	if f.g.cfg.Observer != nil {
+		f.since = append(f.since, time.Since(epoch))
+	}
+	f.mu.Unlock()
+	if err := j.add(f, t.seq, fd, r); err != nil {
+		f.fail(err)
+	}
+	return t
+}
+
+// markJournaled records that commits up to seq are durable.
+func (f *File) markJournaled(seq uint64) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if seq <= f.synced {
+		return 0
+	}
+	n := int(seq - f.synced)
+	f.observeDurableLocked(n)
+	f.synced = seq
+	f.broadcast()
+	return n
+}
+
 // Last returns the Ticket of the latest commit, which is durable when every
 // commit before it is. A File with no commits returns a Ticket that is
 // already durable.
@@ -525,7 +628,7 @@ func (f *File) Err() error {
 func (f *File) Close() error {
 	f.mu.Lock()
 	f.closed = true
-	for f.inflight {
+	for f.inflight || (f.g.j != nil && f.synced < f.committed && f.err == nil) {
 		ch := f.changed
 		f.mu.Unlock()
 		<-ch

@@ -112,6 +112,15 @@ func OpenFolder(cfg Config) (*Folder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inspect: open %s: %w", cfg.Dir, err)
 	}
+	// Replay the journal an app that stopped uncleanly left, holding the
+	// lock exclusively; if another offline user holds it, that one did.
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+		_, err := durability.Recover(filepath.Join(cfg.Dir, durability.JournalDir), cfg.Dir)
+		if err != nil {
+			lf.Close()
+			return nil, fmt.Errorf("inspect: open %s: %w", cfg.Dir, err)
+		}
+	}
 	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
 		lf.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {

@@ -119,6 +119,11 @@ type DB struct {
 	internal map[string]*sqlite.Stmt // storage's own statements
 	cursors  map[*Cursor]struct{}    // open cursors
 
+	// wal is the WAL as of the last commit, if walKnown: where the next
+	// commit's frames start (see walRange).
+	wal      walState
+	walKnown bool
+
 	noLookaside bool             // ReleaseMemory freed the lookaside arena; begin restores it
 	walTrimmed  lib.TWalIndexHdr // WAL index header when ReleaseMemory last trimmed the index
 
@@ -224,12 +229,19 @@ func Open(path string, opts Options) (*DB, error) {
 		dbFile:   dbFile,
 	}
 	db.cache.init(opts.StatementCacheSize)
-	if err := db.setup(created); err != nil {
+	upgraded, err := db.setup(created)
+	if err != nil {
 		db.closeConn()
 		if dbFile != nil {
 			dbFile.Close()
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	// The frames in the WAL now are durable (see durability.Recover),
+	// except those of a schema upgrade just made: then the first commit
+	// journals the WAL from its start.
+	if !upgraded {
+		db.wal, db.walKnown = db.raw.walState()
 	}
 	// Drop the C stack that opening grew (see renewTLS).
 	db.raw = renewTLS(conn)
@@ -237,14 +249,15 @@ func Open(path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// setup configures a freshly opened connection.
-func (db *DB) setup(created bool) error {
+// setup configures a freshly opened connection. It reports whether it
+// upgraded the schema, which commits.
+func (db *DB) setup(created bool) (upgraded bool, err error) {
 	r := db.raw
 	if fn := r.filename(); fn == "" || filepath.Base(fn) != filepath.Base(db.path) {
-		return errors.New("storage: unsupported zombiezen.com/go/sqlite version (handle check)")
+		return false, errors.New("storage: unsupported zombiezen.com/go/sqlite version (handle check)")
 	}
 	if err := r.persistWAL(); err != nil {
-		return err
+		return false, err
 	}
 	// Not db.conn.SetDefensive: zombiezen v1.4.2 passes sqlite3_db_config
 	// a va_list holding only the flag, and SQLite reads the int* result
@@ -254,16 +267,16 @@ func (db *DB) setup(created bool) error {
 	// goroutine's memory (SQL text, statement handles). See
 	// TestNoSetDefensive.
 	if err := r.dbConfig(lib.SQLITE_DBCONFIG_DEFENSIVE, true); err != nil {
-		return err
+		return false, err
 	}
 	if err := r.dbConfig(lib.SQLITE_DBCONFIG_TRUSTED_SCHEMA, false); err != nil {
-		return err
+		return false, err
 	}
 	if err := r.dbConfig(lib.SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, false); err != nil {
-		return err
+		return false, err
 	}
 	if err := r.dbConfig(lib.SQLITE_DBCONFIG_ENABLE_FKEY, true); err != nil {
-		return err
+		return false, err
 	}
 	// Closing must be cheap, since eviction closes databases one after
 	// another: without this, the last close of a WAL database checkpoints
@@ -272,7 +285,7 @@ func (db *DB) setup(created bool) error {
 	// is checkpointed as it fills (wal_autocheckpoint) instead, and the
 	// next Open reads it back.
 	if err := r.dbConfig(lib.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true); err != nil {
-		return err
+		return false, err
 	}
 	c := db.conn
 	// Fail at once on a lock held by another connection (a second Open of
@@ -291,7 +304,7 @@ func (db *DB) setup(created bool) error {
 	c.Limit(sqlite.LimitExprDepth, MaxExprDepth)
 	c.Limit(sqlite.LimitVDBEOp, MaxVDBEOps)
 	if err := c.SetAuthorizer(sqlite.AuthorizeFunc(db.authorize)); err != nil {
-		return err
+		return false, err
 	}
 	sync := "NORMAL"
 	if db.opts.Durability.Mode() == durability.NoSync {
@@ -309,42 +322,42 @@ func (db *DB) setup(created bool) error {
 	}
 	for _, q := range pragmas {
 		if err := execTransient(c, q); err != nil {
-			return fmt.Errorf("%s: %w", q, err)
+			return false, fmt.Errorf("%s: %w", q, err)
 		}
 	}
 	if created {
-		return nil
+		return false, nil
 	}
 	// An existing file: check that it is one of ours and up to date.
 	s, err := db.prep("PRAGMA user_version")
 	if err != nil {
-		return err
+		return false, err
 	}
 	v, err := db.queryInt(s)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if v == schemaVersion {
-		return nil
+		return false, nil
 	}
 	if v > schemaVersion {
-		return fmt.Errorf("storage: database schema version %d is newer than this program's %d", v, schemaVersion)
+		return false, fmt.Errorf("storage: database schema version %d is newer than this program's %d", v, schemaVersion)
 	}
 	// An empty file (e.g. created but never written before a crash) or
 	// an older layout.
 	if err := execTransient(c, "PRAGMA journal_mode = WAL"); err != nil {
-		return err
+		return false, err
 	}
 	if err := execTransient(c, "BEGIN IMMEDIATE"); err != nil {
-		return err
+		return false, err
 	}
 	for _, q := range schemaDDL {
 		if err := execTransient(c, q); err != nil {
 			execTransient(c, "ROLLBACK")
-			return err
+			return false, err
 		}
 	}
-	return execTransient(c, "COMMIT")
+	return true, execTransient(c, "COMMIT")
 }
 
 // Path returns the path of the database file.
@@ -478,11 +491,37 @@ func (db *DB) Commit() (durability.Ticket, error) {
 		return durability.Ticket{}, err
 	}
 	db.resetTx()
-	if wrote {
-		return db.file.Commit(), nil
+	if !wrote {
+		return db.file.Last(), nil
 	}
-	return db.file.Last(), nil
+	st, ok := db.raw.walState()
+	if !ok {
+		return durability.Ticket{}, errors.New("storage: commit: the WAL is not open")
+	}
+	r := walRange(db.wal, db.walKnown, st)
+	db.wal, db.walKnown = st, true
+	return db.file.CommitWAL(r), nil
 }
+
+// walRange returns the bytes of the WAL file that the commits between
+// states last and now added: the frames after last's, or, if the WAL was
+// restarted since (new salts) or last is not known, the header and every
+// frame.
+func walRange(last walState, known bool, now walState) durability.WALRange {
+	frame := int64(walFrameHeaderSize) + int64(now.pageSize)
+	end := walHeaderSize + int64(now.mxFrame)*frame
+	off := int64(0)
+	if known && last.salt == now.salt && last.mxFrame <= now.mxFrame {
+		off = walHeaderSize + int64(last.mxFrame)*frame
+	}
+	return durability.WALRange{Off: off, End: end, Ckpt: now.ckpt, Salt: now.salt}
+}
+
+// The sizes of SQLite's WAL header and of the header of each frame.
+const (
+	walHeaderSize      = 32
+	walFrameHeaderSize = 24
+)
 
 // Rollback discards the turn's implicit transaction, if one is open, and
 // closes every open cursor. It also clears a *TxAbortedError.

@@ -334,9 +334,53 @@ func (r rawConn) trimWALIndex(last *lib.TWalIndexHdr) {
 
 // walIndexBlocks returns the addresses of the blocks of the main
 // database's WAL index if the WAL is open and its index is on the heap.
+func (r rawConn) walIndexBlocks() []uintptr {
+	wal := r.wal()
+	if wal == nil || wal.FexclusiveMode != lib.WAL_HEAPMEMORY_MODE || wal.FnWiData < 1 || wal.FapWiData == 0 {
+		return nil
+	}
+	blocks := make([]uintptr, 0, wal.FnWiData)
+	for i := range uintptr(wal.FnWiData) {
+		if b := *cAt[uintptr](wal.FapWiData + i*unsafe.Sizeof(uintptr(0))); b != 0 {
+			blocks = append(blocks, b)
+		}
+	}
+	// Block 0 starts with the index header, whose first field is the
+	// format version: a cheap check that this is what we think it is.
+	if len(blocks) == 0 || *cAt[uint32](blocks[0]) != lib.WALINDEX_MAX_VERSION {
+		return nil
+	}
+	return blocks
+}
+
+// walState describes the main database's WAL as this connection last saw
+// it: after a commit, where that commit's frames end. ok is false if the
+// WAL is not open (no transaction has run yet).
+func (r rawConn) walState() (s walState, ok bool) {
+	wal := r.wal()
+	if wal == nil || wal.FszPage == 0 {
+		return walState{}, false
+	}
+	return walState{
+		mxFrame:  wal.Fhdr.FmxFrame,
+		salt:     wal.Fhdr.FaSalt,
+		ckpt:     wal.FnCkpt,
+		pageSize: wal.FszPage,
+	}, true
+}
+
+// walState is the part of SQLite's WAL state a durability journal needs.
+type walState struct {
+	mxFrame  uint32    // frames in the WAL, up to the last commit
+	salt     [2]uint32 // of the current WAL header: a new pair on each restart
+	ckpt     uint32    // checkpoint sequence of the current WAL header
+	pageSize uint32
+}
+
+// wal returns the main database's Wal object, or nil if it is not open.
 // It follows sqlite3.aDb[0].pBt->pBt->pPager->pWal with the struct types
 // of the transpiled SQLite, which are the ones its own code uses.
-func (r rawConn) walIndexBlocks() []uintptr {
+func (r rawConn) wal() *lib.TWal {
 	db := cAt[lib.Tsqlite3](r.db)
 	if db.FnDb < 1 || db.FaDb == 0 {
 		return nil
@@ -357,22 +401,7 @@ func (r rawConn) walIndexBlocks() []uintptr {
 	if walp == 0 {
 		return nil
 	}
-	wal := cAt[lib.TWal](walp)
-	if wal.FexclusiveMode != lib.WAL_HEAPMEMORY_MODE || wal.FnWiData < 1 || wal.FapWiData == 0 {
-		return nil
-	}
-	blocks := make([]uintptr, 0, wal.FnWiData)
-	for i := range uintptr(wal.FnWiData) {
-		if b := *cAt[uintptr](wal.FapWiData + i*unsafe.Sizeof(uintptr(0))); b != 0 {
-			blocks = append(blocks, b)
-		}
-	}
-	// Block 0 starts with the index header, whose first field is the
-	// format version: a cheap check that this is what we think it is.
-	if len(blocks) == 0 || *cAt[uint32](blocks[0]) != lib.WALINDEX_MAX_VERSION {
-		return nil
-	}
-	return blocks
+	return cAt[lib.TWal](walp)
 }
 
 // cAt returns the T at address p of C memory.

@@ -1,0 +1,749 @@
+package durability
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// # The node journal
+//
+// In Fsync mode a Group with Config.Journal set does not fsync the WAL
+// file of each object that committed. It copies the frames each commit
+// added to its WAL into one node-wide journal and makes the journal
+// durable with one fdatasync per batch: one sequential write to one
+// preallocated file, however many objects the batch touched. (Measured
+// here: 5 KiB commits spread over 1,000 files reach about 25,000/s when
+// every 64 are made durable with one syncfs, and 47,000/s through the
+// journal.) The WAL files themselves reach the disk later, when the
+// kernel writes them back or when the journal rotates.
+//
+// The journal is two files of Config.JournalSize bytes, used in turn. When
+// the current one is full the Group switches to the other and, in the
+// background, makes every file of the file system durable with one
+// syncfs; after that the records in the old file are not needed, and it
+// may be reused at the next switch.
+//
+// A record holds a WAL file's path (relative to Config.Root), an offset
+// and the bytes written there, and the salts of the WAL header they belong
+// to. Records carry the file's epoch and a sequence number and end a file
+// at the first one that is torn, from an older epoch or out of sequence.
+//
+// Recover replays the records after a crash. SQLite makes a new WAL
+// header durable (it fsyncs the WAL) before it writes the first frame
+// after it, and it writes a new header only after checkpointing every
+// frame of the old one into the database file and fsyncing that. So the
+// header on disk names the WAL's current generation, every frame of older
+// generations is in the database file already, and Recover writes back
+// only the records of the generation on disk. Within one generation SQLite
+// never rewrites a committed frame, so writing back a record already on
+// disk changes nothing, and the order of replay is the order of commits.
+//
+// The frames a commit adds follow, in SQLite's checksum chain, every frame
+// before them in the same generation; all of those must be durable too.
+// They are: committed through this Group (journaled), synced by a rotation
+// or by Recover (which syncs the file system after an unclean stop), or
+// synced by SQLite itself (the header). Storage must therefore pass every
+// commit that writes a WAL through File.CommitWAL.
+
+const (
+	journalMagic = 0x4e524a44 // "DJRN", little-endian
+	// recordHeaderSize is the fixed part of a record:
+	//
+	//	 0 magic   u32
+	//	 4 crc     u32  CRC-32C of bytes 8..end of the record
+	//	 8 epoch   u64
+	//	16 seq     u64  0, 1, 2, ... within the epoch
+	//	24 offset  i64  where data goes in the file
+	//	32 ckpt    u32  checkpoint sequence of the WAL header
+	//	36 salt1   u32
+	//	40 salt2   u32
+	//	44 pathLen u16
+	//	46 flags   u16
+	//	48 dataLen u32
+	//	52 path, then data
+	recordHeaderSize = 52
+	// flagClean marks a record with no path or data that opens a journal
+	// file whose previous contents are all durable elsewhere: written when
+	// a Group closes after a final syncfs.
+	flagClean = 1
+	// maxPath bounds a record's path.
+	maxPath = 4096
+	// maxRecordData is the largest WAL range copied into the journal. A
+	// commit that wrote more (a bulk load) is made durable by a syncfs of
+	// the file system instead.
+	maxRecordData = 1 << 20
+)
+
+// JournalDir is the name of the journal's folder in a data folder.
+const JournalDir = ".journal"
+
+// DefaultJournalSize is the size of each of a Group's two journal files:
+// the most that a recovery replays.
+const DefaultJournalSize = 32 << 20
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// WALRange locates the frames that one commit added to a SQLite WAL file:
+// bytes Off to End, which belong to the WAL generation whose header has
+// checkpoint sequence Ckpt and salts Salt. Off is 0 when the range starts
+// with the header.
+type WALRange struct {
+	Off, End int64
+	Ckpt     uint32
+	Salt     [2]uint32
+}
+
+// record is one decoded journal record.
+type record struct {
+	epoch, seq uint64
+	off        int64
+	ckpt       uint32
+	salt       [2]uint32
+	flags      uint16
+	path       string
+	data       []byte
+}
+
+// appendRecordHeader appends the header of a record and its path, leaving
+// room for data; stampRecord fills in epoch, sequence and checksum.
+func appendRecordHeader(b []byte, path string, r WALRange, flags uint16) []byte {
+	var h [recordHeaderSize]byte
+	binary.LittleEndian.PutUint32(h[0:], journalMagic)
+	binary.LittleEndian.PutUint64(h[24:], uint64(r.Off))
+	binary.LittleEndian.PutUint32(h[32:], r.Ckpt)
+	binary.LittleEndian.PutUint32(h[36:], r.Salt[0])
+	binary.LittleEndian.PutUint32(h[40:], r.Salt[1])
+	binary.LittleEndian.PutUint16(h[44:], uint16(len(path)))
+	binary.LittleEndian.PutUint16(h[46:], flags)
+	binary.LittleEndian.PutUint32(h[48:], uint32(r.End-r.Off))
+	b = append(b, h[:]...)
+	return append(b, path...)
+}
+
+// stampRecord sets the epoch and sequence of the record that rec holds
+// entirely, and its checksum.
+func stampRecord(rec []byte, epoch, seq uint64) {
+	binary.LittleEndian.PutUint64(rec[8:], epoch)
+	binary.LittleEndian.PutUint64(rec[16:], seq)
+	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(rec[8:], castagnoli))
+}
+
+// recordLen returns the length of the record whose header starts b.
+func recordLen(b []byte) int {
+	return recordHeaderSize + int(binary.LittleEndian.Uint16(b[44:])) + int(binary.LittleEndian.Uint32(b[48:]))
+}
+
+// errEndOfJournal ends the valid records of a journal file.
+var errEndOfJournal = errors.New("end of journal")
+
+// readRecord decodes the record at the start of r. It returns
+// errEndOfJournal where the file's valid records end: zeros, a torn or
+// foreign record, or one longer than the limits allow.
+func readRecord(r io.Reader, buf []byte) (record, []byte, error) {
+	var h [recordHeaderSize]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return record{}, buf, errEndOfJournal
+	}
+	if binary.LittleEndian.Uint32(h[0:]) != journalMagic {
+		return record{}, buf, errEndOfJournal
+	}
+	pathLen := int(binary.LittleEndian.Uint16(h[44:]))
+	dataLen := int64(binary.LittleEndian.Uint32(h[48:]))
+	if pathLen > maxPath || dataLen > maxRecordData {
+		return record{}, buf, errEndOfJournal
+	}
+	n := pathLen + int(dataLen)
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return record{}, buf, errEndOfJournal
+	}
+	crc := crc32.Update(crc32.Checksum(h[8:], castagnoli), castagnoli, buf)
+	if crc != binary.LittleEndian.Uint32(h[4:]) {
+		return record{}, buf, errEndOfJournal
+	}
+	rec := record{
+		epoch: binary.LittleEndian.Uint64(h[8:]),
+		seq:   binary.LittleEndian.Uint64(h[16:]),
+		off:   int64(binary.LittleEndian.Uint64(h[24:])),
+		ckpt:  binary.LittleEndian.Uint32(h[32:]),
+		salt:  [2]uint32{binary.LittleEndian.Uint32(h[36:]), binary.LittleEndian.Uint32(h[40:])},
+		flags: binary.LittleEndian.Uint16(h[46:]),
+		path:  string(buf[:pathLen]),
+	}
+	if rec.off < 0 {
+		return record{}, buf, errEndOfJournal
+	}
+	rec.data = append([]byte(nil), buf[pathLen:]...)
+	return rec, buf, nil
+}
+
+// readJournalFile returns the epoch of a journal file and its valid
+// records. A missing or empty file has epoch 0 and no records.
+func readJournalFile(path string) (epoch uint64, recs []record, clean bool, err error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil, false, nil
+	}
+	if err != nil {
+		return 0, nil, false, err
+	}
+	defer f.Close()
+	return parseJournal(io.NewSectionReader(f, 0, 1<<62))
+}
+
+// parseJournal reads records from r until the first invalid one.
+func parseJournal(r io.Reader) (epoch uint64, recs []record, clean bool, err error) {
+	var buf []byte
+	for i := uint64(0); ; i++ {
+		var rec record
+		rec, buf, err = readRecord(r, buf)
+		if err != nil {
+			return epoch, recs, clean, nil
+		}
+		if i == 0 {
+			epoch = rec.epoch
+			clean = rec.flags&flagClean != 0
+		}
+		if rec.epoch != epoch || rec.seq != i {
+			return epoch, recs, clean, nil
+		}
+		if rec.flags&flagClean == 0 {
+			recs = append(recs, rec)
+		}
+	}
+}
+
+// journalNames are the two files of a journal, in its directory.
+var journalNames = [2]string{"journal-0", "journal-1"}
+
+// Recovery reports what Recover found.
+type Recovery struct {
+	// Clean is true if the journal recorded a clean stop (or there was
+	// none): nothing needed replaying.
+	Clean bool
+	// Records is the number of records in the journal files.
+	Records int
+	// Replayed is the number of records written back into WAL files.
+	Replayed int
+	// Files is the number of WAL files written to.
+	Files int
+	// Skipped is the number of records of a WAL generation that is not
+	// the one on disk (already checkpointed into its database) or of a
+	// WAL file that is gone.
+	Skipped int
+	// Epoch is the highest epoch found.
+	Epoch uint64
+}
+
+// walHeaderSize is the size of a SQLite WAL header.
+const walHeaderSize = 32
+
+// readWALHeader returns the checkpoint sequence and salts of the WAL file
+// at path, or ok false if it has no valid header.
+func readWALHeader(path string) (ckpt uint32, salt [2]uint32, ok bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, salt, false
+	}
+	defer f.Close()
+	var h [walHeaderSize]byte
+	if _, err := f.ReadAt(h[:], 0); err != nil {
+		return 0, salt, false
+	}
+	magic := binary.BigEndian.Uint32(h[0:])
+	if magic&^1 != 0x377f0682 || binary.BigEndian.Uint32(h[4:]) != 3007000 {
+		return 0, salt, false
+	}
+	// SQLite copies the salts into its WAL index with memcpy, so the
+	// values a WALRange carries are the header's bytes in native order.
+	return binary.BigEndian.Uint32(h[12:]), [2]uint32{binary.NativeEndian.Uint32(h[16:]), binary.NativeEndian.Uint32(h[20:])}, true
+}
+
+// Recover replays the journal in dir into the WAL files under root, makes
+// them durable, and marks the journal clean. It must run before any
+// database under root is opened. A dir without a journal is clean.
+func Recover(dir, root string) (Recovery, error) {
+	var out Recovery
+	type file struct {
+		epoch uint64
+		recs  []record
+		clean bool
+	}
+	var files []file
+	for _, name := range journalNames {
+		epoch, recs, clean, err := readJournalFile(filepath.Join(dir, name))
+		if err != nil {
+			return out, fmt.Errorf("durability: recover: %w", err)
+		}
+		files = append(files, file{epoch, recs, clean})
+		out.Epoch = max(out.Epoch, epoch)
+	}
+	// Oldest epoch first; a clean marker in the newest file means every
+	// record before it is durable.
+	if files[0].epoch > files[1].epoch {
+		files[0], files[1] = files[1], files[0]
+	}
+	newest := files[1]
+	if newest.epoch == 0 && newest.recs == nil {
+		out.Clean = true
+		return out, nil
+	}
+	if newest.clean && len(newest.recs) == 0 {
+		out.Clean = true
+		return out, nil
+	}
+	var recs []record
+	for _, f := range files {
+		if f.clean && f.epoch == newest.epoch {
+			recs = nil // everything before the marker is durable
+		}
+		recs = append(recs, f.recs...)
+	}
+	out.Records = len(recs)
+	// Group by file, keeping commit order.
+	byPath := map[string][]record{}
+	var order []string
+	for _, r := range recs {
+		if _, ok := byPath[r.path]; !ok {
+			order = append(order, r.path)
+		}
+		byPath[r.path] = append(byPath[r.path], r)
+	}
+	for _, rel := range order {
+		path := filepath.Join(root, filepath.FromSlash(rel))
+		_, salt, ok := readWALHeader(path)
+		if !ok {
+			// SQLite makes a WAL's header durable before its first frame,
+			// and the first commit of a file is acknowledged only after
+			// its directory entry is durable: a WAL without a header had
+			// no acknowledged commit.
+			out.Skipped += len(byPath[rel])
+			continue
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return out, fmt.Errorf("durability: recover %s: %w", rel, err)
+		}
+		wrote := false
+		for _, r := range byPath[rel] {
+			if r.salt != salt {
+				out.Skipped++
+				continue
+			}
+			if _, err := f.WriteAt(r.data, r.off); err != nil {
+				f.Close()
+				return out, fmt.Errorf("durability: recover %s: %w", rel, err)
+			}
+			out.Replayed++
+			wrote = true
+		}
+		if err := f.Close(); err != nil {
+			return out, fmt.Errorf("durability: recover %s: %w", rel, err)
+		}
+		if wrote {
+			out.Files++
+		}
+	}
+	// Make the replayed records durable, and with them any frame a
+	// crashed process left in the page cache without journaling it (an
+	// unacknowledged commit), which later commits would chain onto.
+	if err := syncPath(dir); err != nil {
+		return out, fmt.Errorf("durability: recover: %w", err)
+	}
+	if err := writeClean(dir, out.Epoch+1); err != nil {
+		return out, err
+	}
+	out.Epoch++
+	return out, nil
+}
+
+// syncPath runs syncfs(2) on the file system that holds path.
+func syncPath(path string) error {
+	d, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
+}
+
+// writeClean writes a clean marker of the given epoch at the start of the
+// newest journal file, the one that epoch selects, and makes it durable.
+func writeClean(dir string, epoch uint64) error {
+	f, err := os.OpenFile(filepath.Join(dir, journalNames[epoch%2]), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("durability: journal: %w", err)
+	}
+	defer f.Close()
+	rec := appendRecordHeader(nil, "", WALRange{}, flagClean)
+	stampRecord(rec, epoch, 0)
+	if _, err := f.WriteAt(rec, 0); err != nil {
+		return fmt.Errorf("durability: journal: %w", err)
+	}
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("durability: journal: %w", err)
+	}
+	return nil
+}
+
+// jack is a commit waiting in a journal batch.
+type jack struct {
+	f   *File
+	seq uint64
+}
+
+// jbatch is the commits gathered while the previous batch was written.
+type jbatch struct {
+	buf  []byte // records, not yet stamped
+	recs []int  // start of each record in buf
+	acks []jack
+	big  bool // a commit was too big to copy: make this batch durable with syncfs
+}
+
+func (b *jbatch) reset() {
+	b.buf, b.recs, b.acks, b.big = b.buf[:0], b.recs[:0], b.acks[:0], false
+}
+
+// journal is a Group's node journal.
+type journal struct {
+	g    *Group
+	dir  string
+	root string
+	size int64
+
+	mu      sync.Mutex // guards pending, closed
+	pending *jbatch
+	closed  bool // the flusher has stopped: add fails
+	signal  chan struct{}
+
+	// Owned by the flusher goroutine.
+	files   [2]*os.File
+	cur     int // index into files
+	epoch   uint64
+	seq     uint64
+	off     int64
+	spare   *jbatch
+	retire  chan error // result of the background syncfs that retires the other file; nil if none runs
+	retired bool       // the other file's records are durable elsewhere
+	broken  error      // sticky: a journal write or sync failed
+}
+
+// openJournal opens (creating if needed) the journal files in dir for
+// writing, starting after epoch, which Recover returned.
+func openJournal(g *Group, dir, root string, size int64, epoch uint64) (*journal, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("durability: journal: %w", err)
+	}
+	j := &journal{g: g, dir: dir, root: root, size: size, signal: make(chan struct{}, 1),
+		pending: &jbatch{}, spare: &jbatch{}, retired: true}
+	for i, name := range journalNames {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			j.closeFiles()
+			return nil, fmt.Errorf("durability: journal: %w", err)
+		}
+		j.files[i] = f
+	}
+	// Overwriting blocks already allocated needs no metadata in an
+	// fdatasync; the files grow to their size once and stay there.
+	for _, f := range j.files {
+		if err := preallocate(f, size); err != nil {
+			j.closeFiles()
+			return nil, err
+		}
+	}
+	if err := SyncDir(dir); err != nil {
+		j.closeFiles()
+		return nil, fmt.Errorf("durability: journal: %w", err)
+	}
+	// Continue in the file of the next epoch, after the clean marker
+	// Recover left in the current one.
+	j.epoch = epoch + 1
+	j.cur = int(j.epoch % 2)
+	return j, nil
+}
+
+// preallocate grows f to size bytes of zeros, written, so that later
+// overwrites change no metadata.
+func preallocate(f *os.File, size int64) error {
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("durability: journal: %w", err)
+	}
+	if st.Size() >= size {
+		return nil
+	}
+	zeros := make([]byte, 1<<20)
+	for off := st.Size(); off < size; off += int64(len(zeros)) {
+		n := min(int64(len(zeros)), size-off)
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			return fmt.Errorf("durability: journal: %w", err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("durability: journal: %w", err)
+	}
+	return nil
+}
+
+func (j *journal) closeFiles() {
+	for _, f := range j.files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// add appends the record of one commit to the pending batch, reading its
+// bytes from fd.
+func (j *journal) add(f *File, seq uint64, fd *os.File, r WALRange) error {
+	n := r.End - r.Off
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return ErrClosed
+	}
+	b := j.pending
+	if n > maxRecordData {
+		b.big = true
+	} else {
+		start := len(b.buf)
+		b.buf = appendRecordHeader(b.buf, f.rel, r, 0)
+		dataAt := len(b.buf)
+		b.buf = append(b.buf, make([]byte, n)...)
+		if _, err := fd.ReadAt(b.buf[dataAt:], r.Off); err != nil {
+			b.buf = b.buf[:start]
+			j.mu.Unlock()
+			return fmt.Errorf("durability: journal: read %s: %w", f.path, err)
+		}
+		b.recs = append(b.recs, start)
+	}
+	b.acks = append(b.acks, jack{f, seq})
+	j.mu.Unlock()
+	select {
+	case j.signal <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// run is the flusher goroutine.
+func (j *journal) run() {
+	defer j.g.wg.Done()
+	for {
+		select {
+		case <-j.signal:
+		case <-j.g.done:
+			for j.flushPending() {
+			}
+			j.mu.Lock()
+			j.closed = true
+			left := j.pending
+			j.mu.Unlock()
+			for _, a := range left.acks {
+				a.f.fail(ErrClosed)
+			}
+			j.finish()
+			return
+		}
+		j.flushPending()
+	}
+}
+
+// flushPending writes the pending batch, if any, and reports whether there
+// was one.
+func (j *journal) flushPending() bool {
+	j.mu.Lock()
+	b := j.pending
+	if len(b.acks) == 0 {
+		j.mu.Unlock()
+		return false
+	}
+	j.pending = j.spare
+	j.mu.Unlock()
+	j.flush(b)
+	b.reset()
+	j.spare = b
+	return true
+}
+
+// flush makes batch b durable and releases its commits.
+func (j *journal) flush(b *jbatch) {
+	start := time.Now()
+	err := j.broken
+	if err == nil {
+		err = j.syncNewDirs(b)
+	}
+	if err == nil {
+		if b.big || j.off+int64(len(b.buf)) > j.size {
+			err = j.rotate(b)
+		} else {
+			err = j.write(b)
+		}
+	}
+	elapsed := time.Since(start)
+	g := j.g
+	g.syncNs.Add(int64(elapsed))
+	g.syncs.Add(1)
+	if err != nil {
+		if j.broken == nil {
+			j.broken = err
+		}
+		g.fails.Add(1)
+		for _, a := range b.acks {
+			a.f.fail(err)
+		}
+		return
+	}
+	covered := 0
+	for _, a := range b.acks {
+		covered += a.f.markJournaled(a.seq)
+	}
+	if obs := g.cfg.Observer; obs != nil && covered > 0 {
+		obs.Synced(elapsed, covered)
+	}
+}
+
+// syncNewDirs makes durable the directory entries of the files in b that
+// have not been made durable before (a new object's database and WAL).
+func (j *journal) syncNewDirs(b *jbatch) error {
+	var dirs map[string]bool
+	for _, a := range b.acks {
+		a.f.mu.Lock()
+		need := !a.f.dirSynced
+		a.f.mu.Unlock()
+		if !need {
+			continue
+		}
+		if dirs == nil {
+			dirs = map[string]bool{}
+		}
+		if !dirs[a.f.dir] {
+			dirs[a.f.dir] = true
+			if err := j.g.cfg.SyncDir(a.f.dir); err != nil {
+				return fmt.Errorf("durability: sync %s: %w", a.f.dir, err)
+			}
+		}
+		a.f.mu.Lock()
+		a.f.dirSynced = true
+		a.f.mu.Unlock()
+		j.g.rememberNamed(a.f.key)
+	}
+	return nil
+}
+
+// write appends b's records to the current journal file and syncs it.
+func (j *journal) write(b *jbatch) error {
+	j.stamp(b)
+	if _, err := j.files[j.cur].WriteAt(b.buf, j.off); err != nil {
+		return fmt.Errorf("durability: journal write: %w", err)
+	}
+	j.off += int64(len(b.buf))
+	if err := j.g.cfg.SyncJournal(j.files[j.cur]); err != nil {
+		return fmt.Errorf("durability: journal sync: %w", err)
+	}
+	return nil
+}
+
+func (j *journal) stamp(b *jbatch) {
+	for i, start := range b.recs {
+		end := len(b.buf)
+		if i+1 < len(b.recs) {
+			end = b.recs[i+1]
+		}
+		stampRecord(b.buf[start:end], j.epoch, j.seq)
+		j.seq++
+	}
+}
+
+// rotate switches to the other journal file, with a new epoch, once the
+// records in it are durable elsewhere, and starts retiring the current
+// one. A batch too big for the journal is made durable by a syncfs of its
+// own.
+func (j *journal) rotate(b *jbatch) error {
+	if err := j.waitRetired(); err != nil {
+		return err
+	}
+	old := j.files[j.cur]
+	j.cur = 1 - j.cur
+	j.epoch++
+	j.seq = 0
+	j.off = 0
+	j.retired = false
+	if b.big || int64(len(b.buf)) > j.size {
+		// The new file starts with a clean marker: after the syncfs below
+		// nothing in either file is needed.
+		rec := appendRecordHeader(nil, "", WALRange{}, flagClean)
+		stampRecord(rec, j.epoch, 0)
+		j.seq = 1
+		j.off = int64(len(rec))
+		if _, err := j.files[j.cur].WriteAt(rec, 0); err != nil {
+			return fmt.Errorf("durability: journal write: %w", err)
+		}
+		j.g.batches.Add(1)
+		if err := j.g.cfg.SyncFS([]*os.File{j.files[j.cur]}); err != nil {
+			return fmt.Errorf("durability: syncfs: %w", err)
+		}
+		j.retired = true
+		return nil
+	}
+	if err := j.write(b); err != nil {
+		return err
+	}
+	// Retire the old file in the background: the next rotation waits.
+	ch := make(chan error, 1)
+	j.retire = ch
+	j.g.batches.Add(1)
+	j.g.wg.Add(1)
+	go func() {
+		defer j.g.wg.Done()
+		ch <- j.g.cfg.SyncFS([]*os.File{old})
+	}()
+	return nil
+}
+
+// waitRetired waits for the background syncfs of the last rotation.
+func (j *journal) waitRetired() error {
+	if j.retire != nil {
+		err := <-j.retire
+		j.retire = nil
+		if err != nil {
+			return fmt.Errorf("durability: syncfs: %w", err)
+		}
+		j.retired = true
+	}
+	return nil
+}
+
+// finish runs when the Group closes, after the last batch: it makes
+// everything durable and leaves a clean marker, so that the next start
+// replays nothing.
+func (j *journal) finish() {
+	defer j.closeFiles()
+	if j.waitRetired() != nil || j.broken != nil {
+		return
+	}
+	next := j.epoch + 1
+	if err := j.g.cfg.SyncFS([]*os.File{j.files[j.cur]}); err != nil {
+		return
+	}
+	rec := appendRecordHeader(nil, "", WALRange{}, flagClean)
+	stampRecord(rec, next, 0)
+	f := j.files[next%2]
+	if _, err := f.WriteAt(rec, 0); err != nil {
+		return
+	}
+	_ = j.g.cfg.SyncJournal(f)
+}
