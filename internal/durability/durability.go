@@ -569,13 +569,17 @@ func (f *File) CommitWAL(r WALRange) Ticket {
 		return f.Last()
 	}
 	f.g.commits.Add(1)
-	fd, err := f.open()
+	f.mu.Lock()
+	closed := f.closed
+	f.mu.Unlock()
+	var fd *os.File
+	err := ErrClosed
+	if !closed {
+		fd, err = f.open()
+	}
 	f.mu.Lock()
 	f.committed++
 	t := Ticket{f: f, seq: f.committed}
-	if err == nil && f.closed {
-		err = ErrClosed
-	}
 	if f.err != nil || err != nil {
 		f.mu.Unlock()
 		if err != nil {

@@ -213,6 +213,9 @@ func parseJournal(r io.Reader) (epoch uint64, recs []record, clean bool, err err
 			return epoch, recs, clean, nil
 		}
 		if i == 0 {
+			if rec.seq != 0 {
+				return 0, nil, false, nil
+			}
 			epoch = rec.epoch
 			clean = rec.flags&flagClean != 0
 		}
@@ -322,6 +325,12 @@ func Recover(dir, root string) (Recovery, error) {
 		byPath[r.path] = append(byPath[r.path], r)
 	}
 	for _, rel := range order {
+		if !filepath.IsLocal(filepath.FromSlash(rel)) {
+			// Only a corrupt record whose checksum still matches could
+			// name a file outside root.
+			out.Skipped += len(byPath[rel])
+			continue
+		}
 		path := filepath.Join(root, filepath.FromSlash(rel))
 		_, salt, ok := readWALHeader(path)
 		if !ok {
@@ -683,8 +692,14 @@ func (j *journal) rotate(b *jbatch) error {
 	j.off = 0
 	j.retired = false
 	if b.big || int64(len(b.buf)) > j.size {
-		// The new file starts with a clean marker: after the syncfs below
-		// nothing in either file is needed.
+		// One syncfs makes this batch and everything before it durable;
+		// only then may a clean marker say so. (Without the marker, a
+		// recovery replays records that are durable already: harmless.)
+		j.g.batches.Add(1)
+		if err := j.g.cfg.SyncFS([]*os.File{j.files[j.cur]}); err != nil {
+			return fmt.Errorf("durability: syncfs: %w", err)
+		}
+		j.retired = true
 		rec := appendRecordHeader(nil, "", WALRange{}, flagClean)
 		stampRecord(rec, j.epoch, 0)
 		j.seq = 1
@@ -692,11 +707,9 @@ func (j *journal) rotate(b *jbatch) error {
 		if _, err := j.files[j.cur].WriteAt(rec, 0); err != nil {
 			return fmt.Errorf("durability: journal write: %w", err)
 		}
-		j.g.batches.Add(1)
-		if err := j.g.cfg.SyncFS([]*os.File{j.files[j.cur]}); err != nil {
-			return fmt.Errorf("durability: syncfs: %w", err)
+		if err := j.g.cfg.SyncJournal(j.files[j.cur]); err != nil {
+			return fmt.Errorf("durability: journal sync: %w", err)
 		}
-		j.retired = true
 		return nil
 	}
 	if err := j.write(b); err != nil {
