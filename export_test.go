@@ -25,9 +25,10 @@ func OpenWithSyncHooks(opts Options, file func(*os.File) error, fs func([]*os.Fi
 }
 
 // OpenWithJournalHooks opens a runtime that journals its commits (as Open
-// does) with journal files of size bytes (0: the default), calling
-// syncJournal instead of fdatasync on a journal file and fs instead of
-// syncfs when it rotates or closes. Nil hooks keep the real calls.
-func OpenWithJournalHooks(opts Options, syncJournal func(*os.File) error, fs func([]*os.File) error, size int64) (*Runtime, error) {
-	return open(opts, durability.Config{SyncJournal: syncJournal, SyncFS: fs, JournalSize: size}, true)
+// does) with journal files of size bytes (0: the default), calling sync
+// instead of fdatasync on a journal file and instead of fsync on a WAL file
+// (a batch of commits of one object only), and fs instead of syncfs when
+// it rotates or closes. Nil hooks keep the real calls.
+func OpenWithJournalHooks(opts Options, sync func(*os.File) error, fs func([]*os.File) error, size int64) (*Runtime, error) {
+	return open(opts, durability.Config{SyncJournal: sync, SyncFile: sync, SyncFS: fs, JournalSize: size}, true)
 }

@@ -82,6 +82,10 @@ type Config struct {
 	// SyncJournal makes the journal's writes durable. Nil means
 	// fdatasync(2).
 	SyncJournal func(*os.File) error
+	// JournalAlways journals a batch whose commits all belong to one
+	// file too, which is otherwise made durable by fsyncing that file
+	// (SyncFile): tests of the journal set it.
+	JournalAlways bool
 }
 
 // Observer receives measurements from a Group. Its methods are called by
@@ -518,6 +522,9 @@ type File struct {
 	err       error         // sticky: the file is poisoned
 	closed    bool          // Close was called
 	changed   chan struct{} // closed and replaced when synced or err changes
+	// unsynced counts the WAL bytes journaled since the journal last
+	// started their writeback (see kick).
+	unsynced int64
 	// since holds, for an Observer, the time (since epoch) of each commit
 	// not yet durable, oldest first: since[i] is commit synced+1+i.
 	since []time.Duration

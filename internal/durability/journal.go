@@ -81,6 +81,9 @@ const (
 	// commit that wrote more (a bulk load) is made durable by a syncfs of
 	// the file system instead.
 	maxRecordData = 1 << 20
+	// writebackAfter is how many bytes a file's commits add before the
+	// journal asks the kernel to start writing them back (see kick).
+	writebackAfter = 1 << 20
 )
 
 // JournalDir is the name of the journal's folder in a data folder.
@@ -409,8 +412,9 @@ func writeClean(dir string, epoch uint64) error {
 
 // jack is a commit waiting in a journal batch.
 type jack struct {
-	f   *File
-	seq uint64
+	f     *File
+	seq   uint64
+	bytes int64 // the commit's WAL bytes
 }
 
 // jbatch is the commits gathered while the previous batch was written.
@@ -539,7 +543,7 @@ func (j *journal) add(f *File, seq uint64, fd *os.File, r WALRange) error {
 		}
 		b.recs = append(b.recs, start)
 	}
-	b.acks = append(b.acks, jack{f, seq})
+	b.acks = append(b.acks, jack{f, seq, n})
 	j.mu.Unlock()
 	select {
 	case j.signal <- struct{}{}:
@@ -596,9 +600,12 @@ func (j *journal) flush(b *jbatch) {
 		err = j.syncNewDirs(b)
 	}
 	if err == nil {
-		if b.big || j.off+int64(len(b.buf)) > j.size {
+		switch f := b.onlyFile(); {
+		case f != nil && !b.big && !j.g.cfg.JournalAlways:
+			err = j.syncOne(f)
+		case b.big || j.off+int64(len(b.buf)) > j.size:
 			err = j.rotate(b)
-		} else {
+		default:
 			err = j.write(b)
 		}
 	}
@@ -623,6 +630,27 @@ func (j *journal) flush(b *jbatch) {
 	if obs := g.cfg.Observer; obs != nil && covered > 0 {
 		obs.Synced(elapsed, covered)
 	}
+	for _, a := range b.acks {
+		a.f.kick(a.bytes)
+	}
+}
+
+// kick counts n more bytes written to f's WAL and not synced, and once
+// there are writebackAfter of them asks the kernel to start writing them
+// back, without waiting. A WAL the journal covers is never synced for a
+// commit, but SQLite fsyncs it before each checkpoint, inside a turn:
+// started early, that fsync finds little left to write instead of the
+// whole WAL (megabytes for a busy object, tens of milliseconds).
+func (f *File) kick(n int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unsynced += n
+	if f.unsynced < writebackAfter || f.fd == nil {
+		return
+	}
+	f.unsynced = 0
+	// Advice only: an error changes nothing durability depends on.
+	_ = unix.SyncFileRange(int(f.fd.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // syncNewDirs makes durable the directory entries of the files in b that
@@ -650,6 +678,38 @@ func (j *journal) syncNewDirs(b *jbatch) error {
 		a.f.mu.Unlock()
 		j.g.rememberNamed(a.f.key)
 	}
+	return nil
+}
+
+// onlyFile returns the File all of b's commits belong to, or nil if they
+// belong to several.
+func (b *jbatch) onlyFile() *File {
+	f := b.acks[0].f
+	for _, a := range b.acks[1:] {
+		if a.f != f {
+			return nil
+		}
+	}
+	return f
+}
+
+// syncOne makes a batch whose commits all belong to f durable by fsyncing
+// f, which covers every frame of its WAL: when one object is the only one
+// writing, that is one sync either way, and it spares the journal write
+// and keeps the WAL synced for SQLite's checkpoints.
+func (j *journal) syncOne(f *File) error {
+	f.mu.Lock()
+	fd := f.fd // open while it has commits waiting: Close waits for them
+	f.mu.Unlock()
+	if fd == nil {
+		return fmt.Errorf("durability: sync %s: %w", f.path, ErrClosed)
+	}
+	if err := j.g.cfg.SyncFile(fd); err != nil {
+		return fmt.Errorf("durability: sync %s: %w", f.path, err)
+	}
+	f.mu.Lock()
+	f.unsynced = 0
+	f.mu.Unlock()
 	return nil
 }
 

@@ -155,6 +155,12 @@ type journalEnv struct {
 // openJournalEnv opens a journaled Group over a new root, with the
 // journal in root/.journal. cfg's Journal and Root are filled in.
 func openJournalEnv(t *testing.T, cfg durability.Config) *journalEnv {
+	cfg.JournalAlways = true // the journal, even for one file's commits
+	return openJournalEnvAs(t, cfg)
+}
+
+// openJournalEnvAs is openJournalEnv with cfg.JournalAlways as given.
+func openJournalEnvAs(t *testing.T, cfg durability.Config) *journalEnv {
 	t.Helper()
 	root := t.TempDir()
 	e := &journalEnv{root: root, jdir: filepath.Join(root, durability.JournalDir)}
@@ -884,5 +890,47 @@ func TestJournal_RecoverWithoutJournal(t *testing.T) {
 	rec, err := durability.Recover(filepath.Join(root, "missing"), root)
 	if err != nil || !rec.Clean || rec.Records != 0 {
 		t.Fatalf("Recover of a missing journal = %+v, %v; want Clean", rec, err)
+	}
+}
+
+// TestJournal_OneFileBatchFsyncsTheFile: a batch whose commits all belong
+// to one file is made durable by fsyncing that file (one sync either way,
+// and no second copy of the bytes); a batch of several files' commits goes
+// through the journal.
+func TestJournal_OneFileBatchFsyncsTheFile(t *testing.T) {
+	var fileSyncs, journalSyncs atomic.Int64
+	var hold atomic.Bool
+	entered, release := make(chan struct{}), make(chan struct{})
+	e := openJournalEnvAs(t, durability.Config{
+		SyncFile: func(f *os.File) error {
+			fileSyncs.Add(1)
+			if hold.CompareAndSwap(true, false) {
+				close(entered)
+				<-release
+			}
+			return f.Sync()
+		},
+		SyncJournal: func(f *os.File) error {
+			journalSyncs.Add(1)
+			return f.Sync()
+		},
+	})
+	a := newWAL(t, e.root, "a", 0x377f0682, 0, saltA)
+	b := newWAL(t, e.root, "b", 0x377f0682, 0, saltA)
+	fa, fb := e.file(t, a), e.file(t, b)
+	waitDurable(t, fa.CommitWAL(a.appendFrames(100, 1)))
+	if fileSyncs.Load() != 1 || journalSyncs.Load() != 0 {
+		t.Fatalf("one file's commit: %d file syncs, %d journal syncs; want 1 and 0", fileSyncs.Load(), journalSyncs.Load())
+	}
+	// Hold the flusher in the fsync of a while a commit of a and one of b
+	// wait: they form the next batch.
+	hold.Store(true)
+	first := fa.CommitWAL(a.appendFrames(100, 2))
+	<-entered
+	ta, tb := fa.CommitWAL(a.appendFrames(100, 3)), fb.CommitWAL(b.appendFrames(100, 4))
+	close(release)
+	waitDurable(t, first, ta, tb)
+	if fileSyncs.Load() != 2 || journalSyncs.Load() != 1 {
+		t.Fatalf("then a batch of two files: %d file syncs, %d journal syncs; want 2 and 1", fileSyncs.Load(), journalSyncs.Load())
 	}
 }
