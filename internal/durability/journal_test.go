@@ -23,7 +23,7 @@ import (
 // marker), put the copies back, and zero the frames of the WAL files (the
 // WAL pages the crash lost). Recover must then write the frames back.
 
-// testJournalSize keeps the preallocated journal files small.
+// testJournalSize keeps the journal files small.
 const testJournalSize = 256 << 10
 
 // walTestFile is a fake SQLite WAL under a journaled Group's root: a valid
@@ -612,8 +612,8 @@ func TestJournal_Rotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Size() != size {
-			t.Fatalf("%s is %d bytes, want its preallocated %d", name, fi.Size(), size)
+		if fi.Size() > size {
+			t.Fatalf("%s is %d bytes, more than the journal size %d", name, fi.Size(), size)
 		}
 	}
 
@@ -757,12 +757,14 @@ func TestJournal_BigCommitSyncsFS(t *testing.T) {
 		t.Fatalf("Stats.Batches = %d, want 1", st.Batches)
 	}
 	for _, name := range []string{"journal-0", "journal-1"} {
-		fi, err := os.Stat(filepath.Join(e.jdir, name))
+		b, err := os.ReadFile(filepath.Join(e.jdir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Size() != size {
-			t.Fatalf("%s grew to %d bytes: the big commit was copied", name, fi.Size())
+		// The files grow with zeros ahead of their records, so look for
+		// the big commit's bytes rather than at the size.
+		if bytes.Contains(b, w.want[big.Off+4096:big.Off+8192]) {
+			t.Fatalf("%s holds bytes of the big commit: it was copied", name)
 		}
 	}
 	after := w.appendFrames(500, 3)
