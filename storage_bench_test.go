@@ -142,6 +142,20 @@ func writtenBytes() int64 {
 	return -1
 }
 
+// createFiles creates n empty files in dir, closed at the end of b.
+func createFiles(b *testing.B, dir string, n int) []*os.File {
+	files := make([]*os.File, n)
+	for i := range files {
+		f, err := os.Create(filepath.Join(dir, strconv.Itoa(i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+		files[i] = f
+	}
+	return files
+}
+
 // BenchmarkRawSpread_1000Files64 is the disk's ceiling for commits spread
 // over many files when each file is synced, without SQLite or the runtime:
 // each op appends 5 KiB (about what one durable single-row commit writes
@@ -151,15 +165,7 @@ func writtenBytes() int64 {
 // BenchmarkRawJournal_1000Files64, the journal's ceiling.
 func BenchmarkRawSpread_1000Files64(b *testing.B) {
 	dir := b.TempDir()
-	files := make([]*os.File, 1000)
-	for i := range files {
-		f, err := os.Create(filepath.Join(dir, strconv.Itoa(i)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		files[i] = f
-	}
+	files := createFiles(b, dir, 1000)
 	if err := files[0].Sync(); err != nil {
 		b.Fatal(err)
 	}
@@ -187,15 +193,7 @@ func BenchmarkRawSpread_1000Files64(b *testing.B) {
 // 32 MiB of journal one syncfs retires it (as internal/durability does).
 func BenchmarkRawJournal_1000Files64(b *testing.B) {
 	dir := b.TempDir()
-	files := make([]*os.File, 1000)
-	for i := range files {
-		f, err := os.Create(filepath.Join(dir, strconv.Itoa(i)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		files[i] = f
-	}
+	files := createFiles(b, dir, 1000)
 	const size = 32 << 20
 	j, err := os.Create(filepath.Join(dir, "journal"))
 	if err != nil {

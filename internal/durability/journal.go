@@ -372,7 +372,7 @@ func Recover(dir, root string) (Recovery, error) {
 	// Make the replayed records durable, and with them any frame a
 	// crashed process left in the page cache without journaling it (an
 	// unacknowledged commit), which later commits would chain onto.
-	if err := syncPath(dir); err != nil {
+	if err := SyncFS(dir); err != nil {
 		return out, fmt.Errorf("durability: recover: %w", err)
 	}
 	if err := writeClean(dir, out.Epoch+1); err != nil {
@@ -382,8 +382,9 @@ func Recover(dir, root string) (Recovery, error) {
 	return out, nil
 }
 
-// syncPath runs syncfs(2) on the file system that holds path.
-func syncPath(path string) error {
+// SyncFS runs syncfs(2) on the file system that holds path, making every
+// file on it durable.
+func SyncFS(path string) error {
 	d, err := os.Open(path)
 	if err != nil {
 		return err

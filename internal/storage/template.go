@@ -10,8 +10,9 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
 	"zombiezen.com/go/sqlite"
+
+	"github.com/durable-go/durable/internal/durability"
 )
 
 // schemaVersion is stored in the database header (PRAGMA user_version, which
@@ -302,7 +303,7 @@ func (s *Spares) createBatch(first, n int) ([]string, error) {
 		paths = append(paths, p)
 	}
 	if len(paths) > 0 && s.cfg.Sync {
-		if serr := syncFS(s.cfg.Dir); serr != nil {
+		if serr := durability.SyncFS(s.cfg.Dir); serr != nil {
 			for _, p := range paths {
 				os.Remove(p)
 				os.Remove(p + "-wal")
@@ -311,16 +312,6 @@ func (s *Spares) createBatch(first, n int) ([]string, error) {
 		}
 	}
 	return paths, err
-}
-
-// syncFS flushes the file system holding dir (syncfs(2)).
-func syncFS(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return unix.Syncfs(int(d.Fd()))
 }
 
 func (s *Spares) create(n int) (string, error) {
