@@ -88,11 +88,16 @@ func shortID(s string) string {
 // IsRetryable reports whether err is an infrastructure failure after which
 // retrying the call (if it is idempotent) may succeed: the object was reset
 // or a write could not be made durable. Errors from the object's own code
-// (*RemoteError) and ErrOverloaded are not retryable.
+// (*RemoteError) and ErrOverloaded are not retryable, nor is an
+// ErrDurability caused by a failure of the node's journal: every write
+// fails after it until the process restarts.
 func IsRetryable(err error) bool {
 	var re *RemoteError
 	if errors.As(err, &re) {
 		return re.Retryable
+	}
+	if errors.Is(err, durability.ErrJournalBroken) {
+		return false
 	}
 	return errors.Is(err, ErrObjectReset) || errors.Is(err, ErrDurability) ||
 		errors.Is(err, durability.ErrClosed)

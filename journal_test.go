@@ -256,6 +256,9 @@ func TestJournal_SyncFailure(t *testing.T) {
 		if !errors.Is(err, durable.ErrDurability) {
 			t.Fatalf("write %d after the failed sync: %v, want ErrDurability", n, err)
 		}
+		if durable.IsRetryable(err) {
+			t.Fatalf("write %d after the failed sync: IsRetryable(%v) = true; no retry can succeed before a restart", n, err)
+		}
 	}
 	// The failure is sticky even once syncs would succeed again.
 	fail.Store(false)

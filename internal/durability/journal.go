@@ -87,6 +87,12 @@ const (
 	writebackAfter = 1 << 20
 )
 
+// ErrJournalBroken wraps the error of every commit after a write or sync
+// of the journal failed: the kernel may have dropped pages the journal
+// needed, so nothing more is acknowledged until the process restarts and
+// Recover replays what the journal holds.
+var ErrJournalBroken = errors.New("durability: the journal failed; restart to recover")
+
 // JournalDir is the name of the journal's folder in a data folder.
 const JournalDir = ".journal"
 
@@ -604,8 +610,9 @@ func (j *journal) flush(b *jbatch) {
 	g.syncs.Add(1)
 	if err != nil {
 		if j.broken == nil {
-			j.broken = err
+			j.broken = fmt.Errorf("%w: %w", ErrJournalBroken, err)
 		}
+		err = j.broken
 		g.fails.Add(1)
 		for _, a := range b.acks {
 			a.f.fail(err)
