@@ -21,7 +21,7 @@ func OpenWithSyncHooks(opts Options, file func(*os.File) error, fs func([]*os.Fi
 			return nil
 		}
 	}
-	return open(opts, durability.Config{SyncFile: file, SyncFS: fs, BatchThreshold: batch}, false)
+	return open(opts, durability.Config{SyncFile: file, SyncFS: fs, BatchThreshold: batch, PerFile: true})
 }
 
 // OpenWithJournalHooks opens a runtime that journals its commits (as Open
@@ -30,5 +30,5 @@ func OpenWithSyncHooks(opts Options, file func(*os.File) error, fs func([]*os.Fi
 // (a batch of commits of one object only), and fs instead of syncfs when
 // it rotates or closes. Nil hooks keep the real calls.
 func OpenWithJournalHooks(opts Options, sync func(*os.File) error, fs func([]*os.File) error, size int64) (*Runtime, error) {
-	return open(opts, durability.Config{SyncJournal: sync, SyncFile: sync, SyncFS: fs, JournalSize: size}, true)
+	return open(opts, durability.Config{SyncJournal: sync, SyncFile: sync, SyncFS: fs, JournalSize: size})
 }

@@ -158,13 +158,12 @@ type Runtime struct {
 var ErrLocked = errors.New("durable: data folder is in use by another process")
 
 // Open starts a runtime over opts.Dir.
-func Open(opts Options) (*Runtime, error) { return open(opts, durability.Config{}, true) }
+func Open(opts Options) (*Runtime, error) { return open(opts, durability.Config{}) }
 
-// open opens a runtime; tests set the sync functions and batching of dur.
-// With journal set, commits are made durable through the node journal in
-// journalDir; without, by fsyncing each object's WAL (tests of that path).
-// Either way a journal left by an earlier run is recovered first.
-func open(opts Options, dur durability.Config, journal bool) (*Runtime, error) {
+// open opens a runtime; tests set the sync functions and batching of dur,
+// and may choose dur.PerFile. A journal left by an earlier run is recovered
+// first either way.
+func open(opts Options, dur durability.Config) (*Runtime, error) {
 	if opts.Dir == "" {
 		opts.Dir = DefaultDir
 	}
@@ -216,15 +215,7 @@ func open(opts Options, dur durability.Config, journal bool) (*Runtime, error) {
 	// Recover the journal before anything reads an object's database:
 	// migrations move and delete them.
 	dur.Root = opts.Dir
-	jdir := filepath.Join(opts.Dir, durability.JournalDir)
-	if !journal {
-		if _, err := durability.Recover(jdir, opts.Dir); err != nil {
-			lockFD.Close()
-			return nil, fmt.Errorf("durable: open: %w", err)
-		}
-	} else {
-		dur.Journal = jdir
-	}
+	dur.Journal = filepath.Join(opts.Dir, durability.JournalDir)
 	group, rec, err := durability.Open(dur)
 	if err != nil {
 		lockFD.Close()

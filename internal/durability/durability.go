@@ -82,6 +82,10 @@ type Config struct {
 	// SyncJournal makes the journal's writes durable. Nil means
 	// fdatasync(2).
 	SyncJournal func(*os.File) error
+	// PerFile, with Journal set, recovers the journal at Open but then
+	// makes commits durable by fsyncing each file, as New does: tests of
+	// that mode use it.
+	PerFile bool
 	// JournalAlways journals a batch whose commits all belong to one
 	// file too, which is otherwise made durable by fsyncing that file
 	// (SyncFile): tests of the journal set it.
@@ -145,8 +149,8 @@ type Group struct {
 }
 
 // Open recovers the journal in cfg.Journal, if set (see Recover), and
-// starts a Group that journals its commits (in Fsync mode). Without
-// cfg.Journal it is New.
+// starts a Group that journals its commits (in Fsync mode, unless
+// cfg.PerFile). Without cfg.Journal it is New.
 func Open(cfg Config) (*Group, Recovery, error) {
 	if cfg.Journal == "" {
 		return New(cfg), Recovery{Clean: true}, nil
@@ -158,8 +162,7 @@ func Open(cfg Config) (*Group, Recovery, error) {
 	if err != nil {
 		return nil, rec, err
 	}
-	if cfg.Mode != Fsync {
-		cfg.Journal = ""
+	if cfg.Mode != Fsync || cfg.PerFile {
 		return New(cfg), rec, nil
 	}
 	if cfg.JournalSize <= 0 {

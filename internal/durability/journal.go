@@ -1,6 +1,7 @@
 package durability
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -147,9 +148,12 @@ func stampRecord(rec []byte, epoch, seq uint64) {
 	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(rec[8:], castagnoli))
 }
 
-// recordLen returns the length of the record whose header starts b.
-func recordLen(b []byte) int {
-	return recordHeaderSize + int(binary.LittleEndian.Uint16(b[44:])) + int(binary.LittleEndian.Uint32(b[48:]))
+// cleanMarker returns the record that opens a journal file of the given
+// epoch whose earlier records are all durable elsewhere.
+func cleanMarker(epoch uint64) []byte {
+	rec := appendRecordHeader(nil, "", WALRange{}, flagClean)
+	stampRecord(rec, epoch, 0)
+	return rec
 }
 
 // errEndOfJournal ends the valid records of a journal file.
@@ -210,7 +214,7 @@ func readJournalFile(path string) (epoch uint64, recs []record, clean bool, err 
 		return 0, nil, false, err
 	}
 	defer f.Close()
-	return parseJournal(io.NewSectionReader(f, 0, 1<<62))
+	return parseJournal(bufio.NewReaderSize(f, 1<<20))
 }
 
 // parseJournal reads records from r until the first invalid one.
@@ -407,9 +411,7 @@ func writeClean(dir string, epoch uint64) error {
 		return fmt.Errorf("durability: journal: %w", err)
 	}
 	defer f.Close()
-	rec := appendRecordHeader(nil, "", WALRange{}, flagClean)
-	stampRecord(rec, epoch, 0)
-	if _, err := f.WriteAt(rec, 0); err != nil {
+	if _, err := f.WriteAt(cleanMarker(epoch), 0); err != nil {
 		return fmt.Errorf("durability: journal: %w", err)
 	}
 	if err := unix.Fdatasync(int(f.Fd())); err != nil {
@@ -458,15 +460,14 @@ type journal struct {
 	growing chan struct{} // closed when the grower in flight is done; nil if none
 
 	// Owned by the flusher goroutine.
-	files   [2]*os.File
-	cur     int // index into files
-	epoch   uint64
-	seq     uint64
-	off     int64
-	spare   *jbatch
-	retire  chan error // result of the background syncfs that retires the other file; nil if none runs
-	retired bool       // the other file's records are durable elsewhere
-	broken  error      // sticky: a journal write or sync failed
+	files  [2]*os.File
+	cur    int // index into files
+	epoch  uint64
+	seq    uint64
+	off    int64
+	spare  *jbatch
+	retire chan error // result of the background syncfs that retires the other file; nil if none runs
+	broken error      // sticky: a journal write or sync failed
 }
 
 // openJournal opens (creating if needed) the journal files in dir for
@@ -476,7 +477,7 @@ func openJournal(g *Group, dir, root string, size int64, epoch uint64) (*journal
 		return nil, fmt.Errorf("durability: journal: %w", err)
 	}
 	j := &journal{g: g, dir: dir, root: root, size: size, signal: make(chan struct{}, 1),
-		pending: &jbatch{}, spare: &jbatch{}, retired: true}
+		pending: &jbatch{}, spare: &jbatch{}}
 	for i, name := range journalNames {
 		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o644)
 		if err != nil {
@@ -814,7 +815,6 @@ func (j *journal) rotate(b *jbatch) error {
 	j.epoch++
 	j.seq = 0
 	j.off = 0
-	j.retired = false
 	if b.big || int64(len(b.buf)) > j.size {
 		// One syncfs makes this batch and everything before it durable;
 		// only then may a clean marker say so. (Without the marker, a
@@ -823,9 +823,7 @@ func (j *journal) rotate(b *jbatch) error {
 		if err := j.g.cfg.SyncFS([]*os.File{j.files[j.cur]}); err != nil {
 			return fmt.Errorf("durability: syncfs: %w", err)
 		}
-		j.retired = true
-		rec := appendRecordHeader(nil, "", WALRange{}, flagClean)
-		stampRecord(rec, j.epoch, 0)
+		rec := cleanMarker(j.epoch)
 		j.seq = 1
 		j.off = int64(len(rec))
 		if err := j.writeAt(j.cur, rec, 0); err != nil {
@@ -859,7 +857,6 @@ func (j *journal) waitRetired() error {
 		if err != nil {
 			return fmt.Errorf("durability: syncfs: %w", err)
 		}
-		j.retired = true
 	}
 	return nil
 }
@@ -877,10 +874,8 @@ func (j *journal) finish() {
 	if err := j.g.cfg.SyncFS([]*os.File{j.files[j.cur]}); err != nil {
 		return
 	}
-	rec := appendRecordHeader(nil, "", WALRange{}, flagClean)
-	stampRecord(rec, next, 0)
 	f := j.files[next%2]
-	if err := j.writeAt(int(next%2), rec, 0); err != nil {
+	if err := j.writeAt(int(next%2), cleanMarker(next), 0); err != nil {
 		return
 	}
 	_ = j.g.cfg.SyncJournal(f)

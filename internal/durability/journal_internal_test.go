@@ -158,3 +158,8 @@ func FuzzParseJournal(f *testing.F) {
 		}
 	})
 }
+
+// recordLen returns the length of the record whose header starts b.
+func recordLen(b []byte) int {
+	return recordHeaderSize + int(binary.LittleEndian.Uint16(b[44:])) + int(binary.LittleEndian.Uint32(b[48:]))
+}

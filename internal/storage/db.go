@@ -229,19 +229,12 @@ func Open(path string, opts Options) (*DB, error) {
 		dbFile:   dbFile,
 	}
 	db.cache.init(opts.StatementCacheSize)
-	upgraded, err := db.setup(created)
-	if err != nil {
+	if err := db.setup(created); err != nil {
 		db.closeConn()
 		if dbFile != nil {
 			dbFile.Close()
 		}
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
-	}
-	// The frames in the WAL now are durable (see durability.Recover),
-	// except those of a schema upgrade just made: then the first commit
-	// journals the WAL from its start.
-	if !upgraded {
-		db.wal, db.walKnown = db.raw.walState()
 	}
 	// Drop the C stack that opening grew (see renewTLS).
 	db.raw = renewTLS(conn)
@@ -249,15 +242,14 @@ func Open(path string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// setup configures a freshly opened connection. It reports whether it
-// upgraded the schema, which commits.
-func (db *DB) setup(created bool) (upgraded bool, err error) {
+// setup configures a freshly opened connection.
+func (db *DB) setup(created bool) error {
 	r := db.raw
 	if fn := r.filename(); fn == "" || filepath.Base(fn) != filepath.Base(db.path) {
-		return false, errors.New("storage: unsupported zombiezen.com/go/sqlite version (handle check)")
+		return errors.New("storage: unsupported zombiezen.com/go/sqlite version (handle check)")
 	}
 	if err := r.persistWAL(); err != nil {
-		return false, err
+		return err
 	}
 	// Not db.conn.SetDefensive: zombiezen v1.4.2 passes sqlite3_db_config
 	// a va_list holding only the flag, and SQLite reads the int* result
@@ -267,16 +259,16 @@ func (db *DB) setup(created bool) (upgraded bool, err error) {
 	// goroutine's memory (SQL text, statement handles). See
 	// TestNoSetDefensive.
 	if err := r.dbConfig(lib.SQLITE_DBCONFIG_DEFENSIVE, true); err != nil {
-		return false, err
+		return err
 	}
 	if err := r.dbConfig(lib.SQLITE_DBCONFIG_TRUSTED_SCHEMA, false); err != nil {
-		return false, err
+		return err
 	}
 	if err := r.dbConfig(lib.SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, false); err != nil {
-		return false, err
+		return err
 	}
 	if err := r.dbConfig(lib.SQLITE_DBCONFIG_ENABLE_FKEY, true); err != nil {
-		return false, err
+		return err
 	}
 	// Closing must be cheap, since eviction closes databases one after
 	// another: without this, the last close of a WAL database checkpoints
@@ -285,7 +277,7 @@ func (db *DB) setup(created bool) (upgraded bool, err error) {
 	// is checkpointed as it fills (wal_autocheckpoint) instead, and the
 	// next Open reads it back.
 	if err := r.dbConfig(lib.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true); err != nil {
-		return false, err
+		return err
 	}
 	c := db.conn
 	// Fail at once on a lock held by another connection (a second Open of
@@ -304,7 +296,7 @@ func (db *DB) setup(created bool) (upgraded bool, err error) {
 	c.Limit(sqlite.LimitExprDepth, MaxExprDepth)
 	c.Limit(sqlite.LimitVDBEOp, MaxVDBEOps)
 	if err := c.SetAuthorizer(sqlite.AuthorizeFunc(db.authorize)); err != nil {
-		return false, err
+		return err
 	}
 	sync := "NORMAL"
 	if db.opts.Durability.Mode() == durability.NoSync {
@@ -322,42 +314,46 @@ func (db *DB) setup(created bool) (upgraded bool, err error) {
 	}
 	for _, q := range pragmas {
 		if err := execTransient(c, q); err != nil {
-			return false, fmt.Errorf("%s: %w", q, err)
+			return fmt.Errorf("%s: %w", q, err)
 		}
 	}
 	if created {
-		return false, nil
+		return nil
 	}
 	// An existing file: check that it is one of ours and up to date.
 	s, err := db.prep("PRAGMA user_version")
 	if err != nil {
-		return false, err
+		return err
 	}
 	v, err := db.queryInt(s)
 	if err != nil {
-		return false, err
+		return err
 	}
+	// The query opened the WAL. The frames in it now are durable (see
+	// durability.Recover): the first commit's range starts after them,
+	// and covers the frames of a schema upgrade below.
+	db.wal, db.walKnown = db.raw.walState()
 	if v == schemaVersion {
-		return false, nil
+		return nil
 	}
 	if v > schemaVersion {
-		return false, fmt.Errorf("storage: database schema version %d is newer than this program's %d", v, schemaVersion)
+		return fmt.Errorf("storage: database schema version %d is newer than this program's %d", v, schemaVersion)
 	}
 	// An empty file (e.g. created but never written before a crash) or
 	// an older layout.
 	if err := execTransient(c, "PRAGMA journal_mode = WAL"); err != nil {
-		return false, err
+		return err
 	}
 	if err := execTransient(c, "BEGIN IMMEDIATE"); err != nil {
-		return false, err
+		return err
 	}
 	for _, q := range schemaDDL {
 		if err := execTransient(c, q); err != nil {
 			execTransient(c, "ROLLBACK")
-			return false, err
+			return err
 		}
 	}
-	return true, execTransient(c, "COMMIT")
+	return execTransient(c, "COMMIT")
 }
 
 // Path returns the path of the database file.
