@@ -106,6 +106,7 @@ func benchConcurrentWrites(b *testing.B, mode durable.Durability, objects, calle
 	var l latencies
 	b.SetParallelism((callers + 1) / 2)
 	w0 := writtenBytes()
+	c0 := cpuTime()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -121,7 +122,17 @@ func benchConcurrentWrites(b *testing.B, mode durable.Durability, objects, calle
 	if w0 >= 0 {
 		b.ReportMetric(float64(writtenBytes()-w0)/float64(b.N), "written-B/op")
 	}
+	b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-µs/op")
 	l.report(b)
+}
+
+// cpuTime returns the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // writtenBytes returns the bytes this process has passed to write calls

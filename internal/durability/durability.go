@@ -124,7 +124,8 @@ type Stats struct {
 
 // Group makes commits of many files durable. It is safe for concurrent use.
 type Group struct {
-	cfg Config
+	cfg             Config
+	defaultSyncFile bool // cfg.SyncFile was nil: the journal may use quickSync
 
 	mu     sync.Mutex // guards queue, closed
 	queue  []*File
@@ -168,17 +169,13 @@ func Open(cfg Config) (*Group, Recovery, error) {
 	if cfg.JournalSize <= 0 {
 		cfg.JournalSize = DefaultJournalSize
 	}
-	if cfg.SyncJournal == nil {
-		cfg.SyncJournal = func(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
-	}
 	g := newGroup(cfg)
 	j, err := openJournal(g, cfg.Journal, cfg.Root, cfg.JournalSize, rec.Epoch)
 	if err != nil {
 		return nil, rec, err
 	}
 	g.j = j
-	g.wg.Add(1)
-	go j.run()
+	j.start()
 	return g, rec, nil
 }
 
@@ -200,7 +197,8 @@ func newGroup(cfg Config) *Group {
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
 	}
-	if cfg.SyncFile == nil {
+	defaultSyncFile := cfg.SyncFile == nil
+	if defaultSyncFile {
 		cfg.SyncFile = (*os.File).Sync
 	}
 	if cfg.SyncDir == nil {
@@ -212,7 +210,7 @@ func newGroup(cfg Config) *Group {
 	if cfg.SyncFS == nil {
 		cfg.SyncFS = syncFS
 	}
-	return &Group{cfg: cfg, signal: make(chan struct{}, 1), done: make(chan struct{})}
+	return &Group{cfg: cfg, defaultSyncFile: defaultSyncFile, signal: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // Journaled reports whether the Group makes commits durable through its

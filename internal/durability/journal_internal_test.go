@@ -3,7 +3,11 @@ package durability
 import (
 	"bytes"
 	"encoding/binary"
+	"os"
+	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
 )
 
 // buildRecord returns one stamped record of path and data.
@@ -162,4 +166,47 @@ func FuzzParseJournal(f *testing.F) {
 // recordLen returns the length of the record whose header starts b.
 func recordLen(b []byte) int {
 	return recordHeaderSize + int(binary.LittleEndian.Uint16(b[44:])) + int(binary.LittleEndian.Uint32(b[48:]))
+}
+
+// TestQuickSync: syncs keep their P while they are quick on average and
+// there is more than one P; a slow disk, or a single P, gets the ordinary
+// call, and a disk that turns quick again gets the quick one back.
+func TestQuickSync(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var q quickSync
+	if err := q.sync(f.Fd(), true); err != nil {
+		t.Fatalf("fdatasync: %v", err)
+	}
+	if err := q.sync(f.Fd(), false); err != nil {
+		t.Fatalf("fsync: %v", err)
+	}
+	if runtime.GOMAXPROCS(0) > 1 && time.Duration(q.avg.Load()) <= quickSyncMax && !q.holdP() {
+		t.Fatal("quick syncs with several Ps: holdP = false")
+	}
+	q.avg.Store(int64(10 * quickSyncMax))
+	if q.holdP() {
+		t.Fatal("after slow syncs: holdP = true")
+	}
+	for range 100 {
+		if err := q.sync(f.Fd(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Duration(q.avg.Load()); d > quickSyncMax {
+		t.Skipf("this disk's syncs average %v, slower than %v", d, quickSyncMax)
+	}
+	if runtime.GOMAXPROCS(0) > 1 && !q.holdP() {
+		t.Fatal("quick again: holdP = false")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	if q.holdP() {
+		t.Fatal("one P: holdP = true")
+	}
+	if err := q.sync(^uintptr(0), true); err == nil {
+		t.Fatal("sync of a bad descriptor: no error")
+	}
 }

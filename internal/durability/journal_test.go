@@ -895,44 +895,148 @@ func TestJournal_RecoverWithoutJournal(t *testing.T) {
 	}
 }
 
+// countingEnv is a journaled Group (not JournalAlways) that counts file
+// and journal syncs, and whose next directory sync, once hold is set,
+// blocks (holding the journal's writer) until release is closed.
+type countingEnv struct {
+	*journalEnv
+	fileSyncs, journalSyncs atomic.Int64
+	hold                    atomic.Bool
+	entered, release        chan struct{}
+}
+
+func openCountingEnv(t *testing.T, cfg durability.Config) *countingEnv {
+	c := &countingEnv{entered: make(chan struct{}), release: make(chan struct{})}
+	cfg.SyncFile = func(f *os.File) error {
+		c.fileSyncs.Add(1)
+		return f.Sync()
+	}
+	cfg.SyncJournal = func(f *os.File) error {
+		c.journalSyncs.Add(1)
+		return f.Sync()
+	}
+	cfg.SyncDir = func(dir string) error {
+		if c.hold.CompareAndSwap(true, false) {
+			close(c.entered)
+			<-c.release
+		}
+		return durability.SyncDir(dir)
+	}
+	c.journalEnv = openJournalEnvAs(t, cfg)
+	return c
+}
+
 // TestJournal_OneFileBatchFsyncsTheFile: a batch whose commits all belong
 // to one file is made durable by fsyncing that file (one sync either way,
 // and no second copy of the bytes); a batch of several files' commits goes
 // through the journal.
 func TestJournal_OneFileBatchFsyncsTheFile(t *testing.T) {
-	var fileSyncs, journalSyncs atomic.Int64
-	var hold atomic.Bool
-	entered, release := make(chan struct{}), make(chan struct{})
-	e := openJournalEnvAs(t, durability.Config{
-		SyncFile: func(f *os.File) error {
-			fileSyncs.Add(1)
-			if hold.CompareAndSwap(true, false) {
-				close(entered)
-				<-release
-			}
-			return f.Sync()
-		},
-		SyncJournal: func(f *os.File) error {
-			journalSyncs.Add(1)
-			return f.Sync()
-		},
-	})
+	e := openCountingEnv(t, durability.Config{})
 	a := newWAL(t, e.root, "a", 0x377f0682, 0, saltA)
 	b := newWAL(t, e.root, "b", 0x377f0682, 0, saltA)
-	fa, fb := e.file(t, a), e.file(t, b)
+	c := newWAL(t, e.root, "c", 0x377f0682, 0, saltA)
+	fa, fb, fc := e.file(t, a), e.file(t, b), e.file(t, c)
 	waitDurable(t, fa.CommitWAL(a.appendFrames(100, 1)))
-	if fileSyncs.Load() != 1 || journalSyncs.Load() != 0 {
-		t.Fatalf("one file's commit: %d file syncs, %d journal syncs; want 1 and 0", fileSyncs.Load(), journalSyncs.Load())
+	if e.fileSyncs.Load() != 1 || e.journalSyncs.Load() != 0 {
+		t.Fatalf("one file's commit: %d file syncs, %d journal syncs; want 1 and 0", e.fileSyncs.Load(), e.journalSyncs.Load())
 	}
-	// Hold the flusher in the fsync of a while a commit of a and one of b
-	// wait: they form the next batch.
-	hold.Store(true)
-	first := fa.CommitWAL(a.appendFrames(100, 2))
-	<-entered
+	// Hold the writer in the directory sync of c's first commit while a
+	// commit of a and one of b wait: they form the next batch.
+	e.hold.Store(true)
+	first := fc.CommitWAL(c.appendFrames(100, 2))
+	<-e.entered
 	ta, tb := fa.CommitWAL(a.appendFrames(100, 3)), fb.CommitWAL(b.appendFrames(100, 4))
-	close(release)
+	close(e.release)
 	waitDurable(t, first, ta, tb)
-	if fileSyncs.Load() != 2 || journalSyncs.Load() != 1 {
-		t.Fatalf("then a batch of two files: %d file syncs, %d journal syncs; want 2 and 1", fileSyncs.Load(), journalSyncs.Load())
+	if e.fileSyncs.Load() != 2 || e.journalSyncs.Load() != 1 {
+		t.Fatalf("then a batch of two files: %d file syncs, %d journal syncs; want 2 and 1", e.fileSyncs.Load(), e.journalSyncs.Load())
+	}
+}
+
+// TestJournal_OneFileBatchWithMuchUnsyncedIsJournaled: a file whose WAL
+// holds many journaled bytes not yet written back does not take the
+// one-file path when its commits form a batch alone, since an fsync would
+// write all of them inside that batch's sync: the batch goes through the
+// journal. A file with little unsynced keeps the one-file path.
+func TestJournal_OneFileBatchWithMuchUnsyncedIsJournaled(t *testing.T) {
+	e := openCountingEnv(t, durability.Config{JournalSize: 4 << 20}) // room for a's big commit
+	a := newWAL(t, e.root, "a", 0x377f0682, 0, saltA)
+	b := newWAL(t, e.root, "b", 0x377f0682, 0, saltA)
+	c := newWAL(t, e.root, "c", 0x377f0682, 0, saltA)
+	fa, fb, fc := e.file(t, a), e.file(t, b), e.file(t, c)
+	// A batch of a and b: 600 KiB of a's WAL journaled, not synced.
+	e.hold.Store(true)
+	first := fc.CommitWAL(c.appendFrames(100, 1))
+	<-e.entered
+	ra1 := a.appendFrames(600<<10, 2)
+	ta, tb := fa.CommitWAL(ra1), fb.CommitWAL(b.appendFrames(100, 3))
+	close(e.release)
+	waitDurable(t, first, ta, tb)
+	files0, journal0 := e.fileSyncs.Load(), e.journalSyncs.Load()
+	if journal0 != 1 {
+		t.Fatalf("batch of a and b: %d journal syncs, want 1", journal0)
+	}
+
+	ra2 := a.appendFrames(100, 4)
+	waitDurable(t, fa.CommitWAL(ra2))
+	if got, want := e.journalSyncs.Load(), journal0+1; got != want || e.fileSyncs.Load() != files0 {
+		t.Fatalf("a alone, 600 KiB unsynced: %d file syncs, %d journal syncs; want %d and %d",
+			e.fileSyncs.Load(), got, files0, want)
+	}
+	waitDurable(t, fb.CommitWAL(b.appendFrames(100, 5)))
+	if got, want := e.fileSyncs.Load(), files0+1; got != want {
+		t.Fatalf("b alone, little unsynced: %d file syncs, want %d", got, want)
+	}
+
+	// Both of a's commits were journaled: they come back after a crash.
+	e.crash(t, fa, fb, fc)
+	a.zeroFrames()
+	e.open(t, false)
+	for _, r := range []durability.WALRange{ra1, ra2} {
+		if !a.checkRange(r) {
+			t.Fatalf("a's bytes %d..%d were not replayed", r.Off, r.End)
+		}
+	}
+}
+
+// TestJournal_WritesNextBatchDuringSync: while one sync is in flight, the
+// commits that arrive are written to the journal, ready for the next sync,
+// and are not acknowledged before that sync.
+func TestJournal_WritesNextBatchDuringSync(t *testing.T) {
+	var syncs atomic.Int64
+	entered, release := make(chan struct{}), make(chan struct{})
+	e := openJournalEnv(t, durability.Config{SyncJournal: func(f *os.File) error {
+		if syncs.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		return f.Sync()
+	}})
+	a := newWAL(t, e.root, "a", 0x377f0682, 0, saltA)
+	fa := e.file(t, a)
+	unblock := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unblock) // before fa's Close, which waits for the sync
+	first := fa.CommitWAL(a.appendFrames(100, 1))
+	<-entered
+	r := a.appendFrames(3000, 2)
+	second := fa.CommitWAL(r)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		snap := e.snapshot(t)
+		if bytes.Contains(snap["journal-0"], a.want[r.Off:r.End]) || bytes.Contains(snap["journal-1"], a.want[r.Off:r.End]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second commit was not written to the journal while the first sync was in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if first.Durable() || second.Durable() {
+		t.Fatalf("durable before the sync returned: first %v, second %v", first.Durable(), second.Durable())
+	}
+	unblock()
+	waitDurable(t, first, second)
+	if got := syncs.Load(); got != 2 {
+		t.Fatalf("SyncJournal called %d times, want 2", got)
 	}
 }
