@@ -427,6 +427,7 @@ func (db *DB) begin() error {
 		// (out of memory), try again at the next turn.
 		db.noLookaside = db.raw.setLookaside(lookasideSlotSize, lookasideSlotCount) != nil
 	}
+	db.raw.journalInMemory()
 	if err := db.execInternal("BEGIN"); err != nil {
 		return err
 	}

@@ -2,9 +2,11 @@ package storage_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/durable-go/durable/internal/durability"
@@ -689,5 +691,65 @@ func TestDB_ReleaseMemory(t *testing.T) {
 	db.ReleaseMemory()
 	if v, ok, err := db.Get("k"); err != nil || !ok || string(v) != "v" {
 		t.Errorf("Get after ReleaseMemory = %q, %v, %v", v, ok, err)
+	}
+}
+
+// tempFiles counts the process's open SQLite temporary files.
+func tempFiles(t *testing.T) int {
+	t.Helper()
+	n, err := storage.OpenTempFiles()
+	if err != nil {
+		t.Skipf("cannot count open files: %v", err)
+	}
+	return n
+}
+
+// updateThenFail adds 1 to x in table's rows matching where, then runs an
+// UPDATE of every row that fails on the last one (rowid last), and checks
+// that temp temporary files more than base are open.
+func updateThenFail(t *testing.T, db *storage.DB, table, where string, last, base, temp int) {
+	t.Helper()
+	exec(t, db, "UPDATE "+table+" SET x = x + 1"+where)
+	q := fmt.Sprintf("UPDATE %s SET x = x + CASE WHEN rowid = %d THEN 100000 ELSE 1 END", table, last)
+	if _, err := db.Exec(q); err == nil {
+		t.Fatal("UPDATE past the CHECK constraint succeeded")
+	}
+	if got := tempFiles(t) - base; got != temp {
+		t.Fatalf("%s: %d temporary files, want %d", table, got, temp)
+	}
+}
+
+// TestStatementJournalInMemory: the undo log of a statement that rewrites
+// many pages stays in memory for a small database and spills to a
+// temporary file for a large one; either way a failed statement changes
+// nothing and the transaction's earlier statements stay.
+func TestStatementJournalInMemory(t *testing.T) {
+	db := openDB(t, storage.Options{})
+	base := tempFiles(t)
+	exec(t, db, "CREATE TABLE t (x INTEGER NOT NULL CHECK (x < 100000), pad TEXT NOT NULL)")
+	for i := range 2000 {
+		exec(t, db, "INSERT INTO t VALUES (?, ?)", i%100, strings.Repeat("p", 200))
+	}
+	commit(t, db)
+	// Each UPDATE rewrites about 100 pages, far past what a statement
+	// journal holds in memory before it spills; the second fails on its
+	// last row.
+	updateThenFail(t, db, "t", "", 2000, base, 0)
+	commit(t, db)
+	const want = 20*4950 + 2000 // x was i%100 for 2,000 rows, then one update
+	if got := queryInt(t, db, "SELECT sum(x) FROM t"); got != want {
+		t.Fatalf("sum(x) = %d, want %d", got, want)
+	}
+
+	// Past 16 MiB the journal spills to a file.
+	exec(t, db, "CREATE TABLE big (x INTEGER NOT NULL CHECK (x < 100000), b BLOB NOT NULL)")
+	for range 1100 {
+		exec(t, db, "INSERT INTO big VALUES (0, randomblob(16000))")
+	}
+	commit(t, db)
+	updateThenFail(t, db, "big", " WHERE rowid <= 10", 1100, base, 1)
+	commit(t, db)
+	if got := queryInt(t, db, "SELECT sum(x) FROM big"); got != 10 {
+		t.Fatalf("sum(x) = %d, want 10", got)
 	}
 }

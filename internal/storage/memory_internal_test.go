@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	"modernc.org/libc"
+	lib "modernc.org/sqlite/lib"
 
 	"github.com/durable-go/durable/internal/durability"
 )
@@ -64,14 +65,22 @@ func TestTrimZeroPages(t *testing.T) {
 	}
 }
 
-func TestReleaseMemory_Internals(t *testing.T) {
+// openInternal opens a new database with a NoSync group, closed at the
+// end of the test.
+func openInternal(t *testing.T) *DB {
+	t.Helper()
 	g := durability.New(durability.Config{Mode: durability.NoSync})
-	defer g.Close()
+	t.Cleanup(g.Close)
 	db, err := Open(filepath.Join(t.TempDir(), "db"), Options{Durability: g})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestReleaseMemory_Internals(t *testing.T) {
+	db := openInternal(t)
 	if err := db.Put("k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
@@ -140,4 +149,62 @@ func TestReleaseMemory_Internals(t *testing.T) {
 		t.Fatalf("WAL index blocks moved: %x, was %x", b, blocks)
 	}
 	checkResident("after writes and a second ReleaseMemory")
+}
+
+// TestCloseSpilledStmtJournal: with exclusive locking a statement journal
+// that spilled to a file keeps it after the transaction; closing it leaves
+// the next transactions working, and journalInMemory closes it for a small
+// database.
+func TestCloseSpilledStmtJournal(t *testing.T) {
+	db := openInternal(t)
+	run := func(q string) {
+		t.Helper()
+		if err := execTransient(db.conn, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	files := func() int {
+		t.Helper()
+		n, err := OpenTempFiles()
+		if err != nil {
+			t.Skipf("cannot count open files: %v", err)
+		}
+		return n
+	}
+	base := files()
+	run("CREATE TABLE t (x INTEGER NOT NULL CHECK (x < 100000), pad TEXT NOT NULL)")
+	run("WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1999) INSERT INTO t SELECT i % 100, printf('%200s', '') FROM n")
+	spill := func() {
+		t.Helper()
+		cAt[lib.Tsqlite3](db.raw.db).Ftemp_store = 0 // journals spill past stmtJournalSpill
+		run("BEGIN")
+		run("UPDATE t SET x = x + 1")
+		run("COMMIT")
+		if got := files() - base; got != 1 {
+			t.Fatalf("after a spilling transaction: %d temporary files, want 1", got)
+		}
+	}
+	spill()
+	if !db.raw.closeSpilledStmtJournal() || files() != base {
+		t.Fatal("closeSpilledStmtJournal did not close the spilled journal")
+	}
+	if db.raw.closeSpilledStmtJournal() {
+		t.Fatal("closeSpilledStmtJournal closed something twice")
+	}
+	spill()
+	if !db.raw.journalInMemory() || files() != base {
+		t.Fatal("journalInMemory of a small database left the spilled journal open")
+	}
+	var sum int64
+	s, _, err := db.conn.PrepareTransient("SELECT sum(x) FROM t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Finalize()
+	if ok, err := s.Step(); !ok || err != nil {
+		t.Fatalf("Step = %v, %v", ok, err)
+	}
+	if sum = s.ColumnInt64(0); sum != 20*4950+2*2000 {
+		t.Fatalf("sum(x) = %d, want %d", sum, 20*4950+2*2000)
+	}
 }

@@ -377,10 +377,10 @@ type walState struct {
 	pageSize uint32
 }
 
-// wal returns the main database's Wal object, or nil if it is not open.
-// It follows sqlite3.aDb[0].pBt->pBt->pPager->pWal with the struct types
-// of the transpiled SQLite, which are the ones its own code uses.
-func (r rawConn) wal() *lib.TWal {
+// pager returns the main database's Pager, or nil if it is not open. It
+// follows sqlite3.aDb[0].pBt->pBt->pPager with the struct types of the
+// transpiled SQLite, which are the ones its own code uses.
+func (r rawConn) pager() *lib.TPager {
 	db := cAt[lib.Tsqlite3](r.db)
 	if db.FnDb < 1 || db.FaDb == 0 {
 		return nil
@@ -397,11 +397,75 @@ func (r rawConn) wal() *lib.TWal {
 	if pager == 0 {
 		return nil
 	}
-	walp := cAt[lib.TPager](pager).FpWal
-	if walp == 0 {
+	return cAt[lib.TPager](pager)
+}
+
+// inMemoryJournalMaxDB is the largest database whose statement journals
+// are kept in memory, however large they grow (see journalInMemory).
+const inMemoryJournalMaxDB = 16 << 20
+
+// journalInMemory decides, before a transaction begins, where its
+// statement journals go, and reports whether they stay in memory.
+//
+// A statement journal (the undo log of one statement, or of a savepoint,
+// inside a transaction) holds the old contents of the pages the statement
+// changes. SQLite keeps it in memory until it outgrows stmtJournalSpill (a
+// B-tree split that rewrites four pages is enough), then moves it to a
+// temporary file. With exclusive locking (see setup) SQLite keeps that
+// file for the rest of the connection's life, and every later statement
+// journal, however small, is written to it with two system calls per page:
+// 7 µs of every single-row commit, measured here; closing the file after
+// each such transaction instead costs a file creation at the next spill,
+// which is no cheaper. So for a database of at most inMemoryJournalMaxDB
+// the journals stay in memory (SQLite's temp_store=MEMORY, which a
+// transaction reads when it begins): one holds at most one copy of each
+// page per savepoint level, so memory stays bounded by the database's
+// size. A larger database spills to a file as before, and a file left
+// from when it was large is closed.
+func (r rawConn) journalInMemory() bool {
+	p := r.pager()
+	db := cAt[lib.Tsqlite3](r.db)
+	small := p != nil && int64(p.FdbSize)*int64(p.FpageSize) <= inMemoryJournalMaxDB
+	if small {
+		db.Ftemp_store = 2
+		r.closeSpilledStmtJournal()
+	} else {
+		db.Ftemp_store = 0
+	}
+	return small
+}
+
+// closeSpilledStmtJournal closes the main database's statement journal if
+// it spilled to a temporary file, and reports whether it did. Call it only
+// between transactions.
+func (r rawConn) closeSpilledStmtJournal() bool {
+	p := r.pager()
+	if p == nil || p.FnSavepoint != 0 || p.Fsjfd == 0 {
+		return false
+	}
+	f := cAt[lib.Tsqlite3_file](p.Fsjfd)
+	if f.FpMethods == 0 {
+		return false
+	}
+	// The in-memory journal's methods are version 1; a file's are version
+	// 3 (they include shared memory).
+	m := cAt[lib.Tsqlite3_io_methods1](f.FpMethods)
+	if m.FiVersion < 2 {
+		return false
+	}
+	xClose := *(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&struct{ uintptr }{m.FxClose}))
+	xClose(r.tls, p.Fsjfd)
+	f.FpMethods = 0
+	return true
+}
+
+// wal returns the main database's Wal object, or nil if it is not open.
+func (r rawConn) wal() *lib.TWal {
+	p := r.pager()
+	if p == nil || p.FpWal == 0 {
 		return nil
 	}
-	return cAt[lib.TWal](walp)
+	return cAt[lib.TWal](p.FpWal)
 }
 
 // cAt returns the T at address p of C memory.
