@@ -469,9 +469,11 @@ func (r rawConn) wal() *lib.TWal {
 }
 
 // cAt returns the T at address p of C memory.
+// (Sizeof of a dereferenced nil pointer evaluates nothing: a zero T on
+// the stack would be cleared at each call, and some of these structs are
+// kilobytes.)
 func cAt[T any](p uintptr) *T {
-	var zero T
-	return (*T)(unsafe.Pointer(unsafe.SliceData(libc.GoBytes(p, int(unsafe.Sizeof(zero))))))
+	return (*T)(unsafe.Pointer(unsafe.SliceData(libc.GoBytes(p, int(unsafe.Sizeof(*(*T)(nil)))))))
 }
 
 // trimZeroPages drops from the resident set the whole OS pages inside b
