@@ -237,7 +237,7 @@ func Open(path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
 	// Drop the C stack that opening grew (see renewTLS).
-	db.raw = renewTLS(conn)
+	db.raw = renewTLS(conn).withPager()
 	db.file = opts.Durability.File(path+"-wal", dir)
 	return db, nil
 }
@@ -709,7 +709,7 @@ func (db *DB) ReleaseMemory() {
 		}
 	}
 	db.raw.releaseMemory()
-	db.raw = renewTLS(db.conn)
+	db.raw = renewTLS(db.conn).withPager()
 	db.raw.trimWALIndex(&db.walTrimmed)
 }
 

@@ -97,7 +97,7 @@ func TestReleaseMemory_Internals(t *testing.T) {
 	oldTLS := db.raw.tls
 	db.ReleaseMemory()
 
-	if db.raw.tls == oldTLS || rawOf(db.conn) != db.raw {
+	if db.raw.tls == oldTLS || rawOf(db.conn) != (rawConn{tls: db.raw.tls, db: db.raw.db}) {
 		t.Error("ReleaseMemory did not renew the connection's TLS")
 	}
 	if len(db.internal) != 0 || len(db.cache.m) != 0 {

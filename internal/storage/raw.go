@@ -59,6 +59,17 @@ type stmtLayout struct {
 type rawConn struct {
 	tls *libc.TLS
 	db  uintptr
+	// pg is the main database's Pager, which does not change once the
+	// connection has opened it: found once (see withPager), it spares a
+	// walk through four structs, each a cache miss when many databases
+	// are open, at every use.
+	pg *lib.TPager
+}
+
+// withPager returns r with its Pager found.
+func (r rawConn) withPager() rawConn {
+	r.pg = r.findPager()
+	return r
 }
 
 func rawOf(c *sqlite.Conn) rawConn {
@@ -377,10 +388,17 @@ type walState struct {
 	pageSize uint32
 }
 
-// pager returns the main database's Pager, or nil if it is not open. It
-// follows sqlite3.aDb[0].pBt->pBt->pPager with the struct types of the
-// transpiled SQLite, which are the ones its own code uses.
+// pager returns the main database's Pager, or nil if it is not open.
 func (r rawConn) pager() *lib.TPager {
+	if r.pg != nil {
+		return r.pg
+	}
+	return r.findPager()
+}
+
+// findPager follows sqlite3.aDb[0].pBt->pBt->pPager with the struct types
+// of the transpiled SQLite, which are the ones its own code uses.
+func (r rawConn) findPager() *lib.TPager {
 	db := cAt[lib.Tsqlite3](r.db)
 	if db.FnDb < 1 || db.FaDb == 0 {
 		return nil
