@@ -465,14 +465,14 @@ type journal struct {
 	closed  bool      // the writer has stopped: add fails
 	signal  chan struct{}
 
-	// smu guards written, queued, stopping and broken; scond, on smu,
+	// smu guards next, queued, stopping and broken; scond, on smu,
 	// signals a change to any of them.
 	smu      sync.Mutex
 	scond    *sync.Cond
-	written  []*jbatch // handed to the syncer, in order
-	queued   int       // handed to the syncer and not yet released
-	stopping bool      // the writer has handed over its last batch
-	broken   error     // sticky: a journal write or sync failed
+	next     *jbatch // written, for the syncer to take
+	queued   int     // handed to the syncer and not yet released (at most 2)
+	stopping bool    // the writer has handed over its last batch
+	broken   error   // sticky: a journal write or sync failed
 
 	quick quickSync // used by whichever goroutine syncs
 
@@ -599,10 +599,8 @@ func (j *journal) run() {
 			j.smu.Lock()
 			j.stopping = true
 			j.scond.Broadcast()
-			for j.queued > 0 {
-				j.scond.Wait()
-			}
 			j.smu.Unlock()
+			j.drain()
 			j.finish()
 			return
 		}
@@ -617,7 +615,7 @@ func (j *journal) writePending() bool {
 	// before: commits keep joining it meanwhile, so that each write and
 	// each sync covers as many as the disk's pace allows.
 	j.smu.Lock()
-	for len(j.written) > 0 {
+	for j.next != nil {
 		j.scond.Wait()
 	}
 	j.smu.Unlock()
@@ -662,7 +660,7 @@ func (j *journal) write(b *jbatch) {
 			j.drain()
 			start := time.Now()
 			err = j.rotate(b)
-			j.release([]*jbatch{b}, time.Since(start), err)
+			j.release(b, time.Since(start), err)
 			j.recycle(b)
 			return
 		default:
@@ -675,12 +673,12 @@ func (j *journal) write(b *jbatch) {
 		}
 	}
 	if err != nil {
-		j.release([]*jbatch{b}, 0, err)
+		j.release(b, 0, err)
 		j.recycle(b)
 		return
 	}
 	j.smu.Lock()
-	j.written = append(j.written, b)
+	j.next = b
 	j.queued++
 	j.scond.Broadcast()
 	j.smu.Unlock()
@@ -705,45 +703,31 @@ func (j *journal) fault() error {
 // syncer is the goroutine that makes written batches durable.
 func (j *journal) syncer() {
 	defer j.g.wg.Done()
-	var items []*jbatch
 	for {
 		j.smu.Lock()
-		for len(j.written) == 0 && !j.stopping {
+		for j.next == nil && !j.stopping {
 			j.scond.Wait()
 		}
-		if len(j.written) == 0 {
-			j.smu.Unlock()
+		b := j.next
+		j.next = nil
+		j.scond.Broadcast() // the writer may write the batch after
+		j.smu.Unlock()
+		if b == nil {
 			return
 		}
-		items, j.written = j.written, items[:0]
-		j.scond.Broadcast()
-		j.smu.Unlock()
-		for i := 0; i < len(items); {
-			// One fdatasync covers a run of batches written to the
-			// journal; a one-file batch is its file's fsync.
-			n := 1
-			for items[i].one == nil && i+n < len(items) && items[i+n].one == nil {
-				n++
+		err := j.fault()
+		start := time.Now()
+		if err == nil {
+			if b.one != nil {
+				err = j.syncOne(b.one)
+			} else if err = j.syncJournal(j.files[b.file]); err != nil {
+				err = fmt.Errorf("durability: journal sync: %w", err)
 			}
-			run := items[i : i+n]
-			err := j.fault()
-			start := time.Now()
-			if err == nil {
-				if f := run[0].one; f != nil {
-					err = j.syncOne(f)
-				} else if err = j.syncJournal(j.files[run[0].file]); err != nil {
-					err = fmt.Errorf("durability: journal sync: %w", err)
-				}
-			}
-			j.release(run, time.Since(start), err)
-			for _, b := range run {
-				j.recycle(b)
-			}
-			i += n
 		}
-		clear(items)
+		j.release(b, time.Since(start), err)
+		j.recycle(b)
 		j.smu.Lock()
-		j.queued -= len(items)
+		j.queued--
 		j.scond.Broadcast()
 		j.smu.Unlock()
 	}
@@ -757,9 +741,9 @@ func (j *journal) recycle(b *jbatch) {
 	j.mu.Unlock()
 }
 
-// release ends the batches of run, made durable by one sync that took
-// elapsed and returned err: their commits become durable, or fail.
-func (j *journal) release(run []*jbatch, elapsed time.Duration, err error) {
+// release ends batch b, made durable by a sync that took elapsed and
+// returned err: its commits become durable, or fail.
+func (j *journal) release(b *jbatch, elapsed time.Duration, err error) {
 	g := j.g
 	g.syncNs.Add(int64(elapsed))
 	g.syncs.Add(1)
@@ -771,26 +755,20 @@ func (j *journal) release(run []*jbatch, elapsed time.Duration, err error) {
 		err = j.broken
 		g.fails.Add(1)
 		j.smu.Unlock()
-		for _, b := range run {
-			for _, a := range b.acks {
-				a.f.fail(err)
-			}
+		for _, a := range b.acks {
+			a.f.fail(err)
 		}
 		return
 	}
 	covered := 0
-	for _, b := range run {
-		for _, a := range b.acks {
-			covered += a.f.markJournaled(a.seq)
-		}
+	for _, a := range b.acks {
+		covered += a.f.markJournaled(a.seq)
 	}
 	if obs := g.cfg.Observer; obs != nil && covered > 0 {
 		obs.Synced(elapsed, covered)
 	}
-	for _, b := range run {
-		for _, a := range b.acks {
-			a.f.kick(a.bytes)
-		}
+	for _, a := range b.acks {
+		a.f.kick(a.bytes)
 	}
 }
 
