@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/sys/unix"
 	"zombiezen.com/go/sqlite"
 
 	"github.com/durable-go/durable/internal/durability"
@@ -378,19 +379,28 @@ func (s *Spares) install(path string) (bool, error) {
 		s.putBack(sp)
 		return false, fmt.Errorf("storage: create %s: %w", path, err)
 	}
-	// The link claims the name atomically; it fails if path exists.
-	if err := os.Link(sp, path); err != nil {
+	// The move claims the name atomically: it fails if path exists. A
+	// rename that refuses to replace does it in one step; where the file
+	// system lacks it, a hard link claims the name and the spare's name is
+	// removed after.
+	err := unix.Renameat2(unix.AT_FDCWD, sp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
+	linked := false
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		err = os.Link(sp, path)
+		linked = err == nil
+	}
+	if err != nil {
+		// path exists, another file system (EXDEV) or similar: the
+		// caller creates the database directly, or opens the one there.
 		s.putBack(sp)
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
-		}
-		// Another file system (EXDEV) or similar: create directly.
 		return false, nil
 	}
 	if err := os.Rename(sp+"-wal", path+"-wal"); err != nil {
 		// The database is in place without a WAL; SQLite creates one.
 		os.Remove(sp + "-wal")
 	}
-	os.Remove(sp)
+	if linked {
+		os.Remove(sp)
+	}
 	return true, nil
 }
