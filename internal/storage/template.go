@@ -148,8 +148,8 @@ const spareBatch = 16
 // SparesConfig configures Spares.
 type SparesConfig struct {
 	// Dir holds the spare files. It must be on the same file system as the
-	// databases, because a spare is moved into place with a hard link and
-	// a rename. Its contents are deleted by NewSpares and Close.
+	// databases, because a spare is moved into place by renaming it (or
+	// with a hard link). Its contents are deleted by NewSpares and Close.
 	Dir string
 	// Count is how many spares to keep ready; 0 means DefaultSpares.
 	Count int
