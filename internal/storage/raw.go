@@ -444,10 +444,12 @@ func (r rawConn) journalInMemory() bool {
 	p := r.pager()
 	db := cAt[lib.Tsqlite3](r.db)
 	small := p != nil && int64(p.FdbSize)*int64(p.FpageSize) <= inMemoryJournalMaxDB
-	if small {
+	switch {
+	case small && db.Ftemp_store != 2:
+		// Journals were allowed to spill until now: one may have.
 		db.Ftemp_store = 2
 		r.closeSpilledStmtJournal()
-	} else {
+	case !small:
 		db.Ftemp_store = 0
 	}
 	return small
