@@ -212,7 +212,16 @@ func Open(path string, opts Options) (*DB, error) {
 		dbFile = f
 	}
 
-	conn, err := OpenConn(path, sqlite.OpenReadWrite)
+	name, flags, err := connName(path, sqlite.OpenReadWrite)
+	var conn *sqlite.Conn
+	if err == nil {
+		conn, err = OpenConn(name, flags)
+	}
+	if err == nil {
+		if err = rawOf(conn).lockMain(); err != nil {
+			CloseConn(conn)
+		}
+	}
 	if err != nil {
 		if dbFile != nil {
 			dbFile.Close()

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/durable-go/durable/internal/durability"
 	"github.com/durable-go/durable/internal/storage"
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
 )
 
 func TestOpen(t *testing.T) {
@@ -112,6 +115,46 @@ func TestOpen(t *testing.T) {
 		}
 		if err == nil {
 			t.Fatal("second Open and Get of a locked database succeeded, want an error")
+		}
+		if runtime.GOOS == "linux" && !errors.Is(err, storage.ErrInUse) {
+			t.Errorf("second Open: %v, want ErrInUse", err)
+		}
+		// A connection through SQLite's default VFS, with its POSIX
+		// locks (as the sqlite3 shell in another process would use), is
+		// kept out as well.
+		c, err := storage.OpenConn(path, sqlite.OpenReadOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetBusyTimeout(0)
+		err = sqlitex.ExecuteTransient(c, "SELECT count(*) FROM sqlite_schema", nil)
+		storage.CloseConn(c)
+		if sqlite.ErrCode(err).ToPrimary() != sqlite.ResultBusy {
+			t.Errorf("read through the default VFS while open: %v, want SQLITE_BUSY", err)
+		}
+		// Once closed, the database opens again.
+		db.Close()
+		db3 := openAt(t, path, storage.Options{})
+		if v, ok, err := db3.Get("k"); err != nil || !ok || string(v) != "v" {
+			t.Errorf("Get after reopening = %q, %v, %v", v, ok, err)
+		}
+	})
+	t.Run("PathWithURICharacters", func(t *testing.T) {
+		// Open hands SQLite a URI on Linux: the characters a URI gives
+		// meaning to must reach the file system unchanged.
+		path := filepath.Join(t.TempDir(), "a%20b?c=d#e f", "db")
+		db := openAt(t, path, storage.Options{})
+		if err := db.Put("k", []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		commit(t, db)
+		db.Close()
+		if _, err := os.Stat(path); err != nil {
+			t.Fatal(err)
+		}
+		db = openAt(t, path, storage.Options{})
+		if v, ok, err := db.Get("k"); err != nil || !ok || string(v) != "v" {
+			t.Errorf("Get after reopening = %q, %v, %v", v, ok, err)
 		}
 	})
 	t.Run("EmptyExistingFileIsInitialized", func(t *testing.T) {

@@ -25,6 +25,11 @@ var (
 	// ErrInTransactionSync is returned by Commit and Rollback when called
 	// from inside a TransactionSync callback.
 	ErrInTransactionSync = errors.New("storage: Commit and Rollback cannot be called inside TransactionSync")
+
+	// ErrInUse is returned by Open when another connection, in this
+	// process or another, has the database open: a database has one
+	// writer, its object's live instance.
+	ErrInUse = errors.New("storage: database is open in another connection")
 )
 
 // ForbiddenError reports SQL that user code may not run: transaction

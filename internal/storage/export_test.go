@@ -21,3 +21,11 @@ func OpenTempFiles() (int, error) {
 	}
 	return n, nil
 }
+
+// UseSQLiteLocks makes Open use SQLite's default VFS and its POSIX locks
+// (as outside Linux) until the returned function is called.
+func UseSQLiteLocks() (restore func()) {
+	old := sqliteLocks
+	sqliteLocks = true
+	return func() { sqliteLocks = old }
+}

@@ -1,0 +1,16 @@
+//go:build !linux
+
+package storage
+
+import "zombiezen.com/go/sqlite"
+
+// connName returns the name and flags with which Open hands path to
+// SQLite. Outside Linux it is the path itself, with SQLite's default VFS
+// and its POSIX locks (see lock_linux.go for Linux).
+func connName(path string, flags sqlite.OpenFlags) (string, sqlite.OpenFlags, error) {
+	return path, flags, nil
+}
+
+// lockMain does nothing outside Linux: SQLite's own locks, taken at the
+// first read under EXCLUSIVE locking mode, keep other connections out.
+func (r rawConn) lockMain() error { return nil }
