@@ -108,19 +108,22 @@ var configErr error
 func init() {
 	tls := libc.NewTLS()
 	defer tls.Close()
-	config := func(op int32, args ...any) {
+	config := func(op int32, args ...any) bool {
 		va := libc.NewVaList(args...)
 		if va == 0 {
 			configErr = errors.New("storage: sqlite config: cannot allocate memory")
-			return
+			return false
 		}
 		defer libc.Xfree(tls, va)
 		// SQLITE_MISUSE means SQLite was initialized already (by another
 		// user of the library in this process); the defaults then stay.
-		if rc := lib.Xsqlite3_config(tls, op, va); rc != lib.SQLITE_OK && rc != lib.SQLITE_MISUSE {
+		rc := lib.Xsqlite3_config(tls, op, va)
+		if rc != lib.SQLITE_OK && rc != lib.SQLITE_MISUSE {
 			configErr = fmt.Errorf("storage: sqlite config %d: %s", op, sqlite.ResultCode(rc))
 		}
+		return rc == lib.SQLITE_OK
 	}
+	installBigBlockCache(tls, config)
 	config(lib.SQLITE_CONFIG_PAGECACHE, uintptr(0), int32(0), int32(0))
 	config(lib.SQLITE_CONFIG_LOOKASIDE, int32(lookasideSlotSize), int32(lookasideSlotCount))
 	config(lib.SQLITE_CONFIG_STMTJRNL_SPILL, int32(stmtJournalSpill))
