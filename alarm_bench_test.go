@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -179,12 +180,14 @@ func BenchmarkAlarm_Fire(b *testing.B) {
 				setAlarms(b, rt, ns, objects, true, func(int) time.Time { return t0.Add(time.Second) })
 				rt.EvictIdle()
 				before, setup := rt.Stats(), rt.AlarmStats()
+				stopProfile := profileRegion(b, "ALARMBENCH_CPUPROFILE")
 				b.StartTimer()
 				start := time.Now()
 				fc.Advance(time.Second)
 				waitBeeps(b, rt, env, fc, step)
 				elapsed := time.Since(start)
 				b.StopTimer()
+				stopProfile()
 				after, st := rt.Stats(), rt.AlarmStats()
 				b.ReportMetric(float64(env.fired.Load())/elapsed.Seconds(), "alarms/s")
 				b.ReportMetric(float64(after.Syncs-before.Syncs), "fsyncs")
@@ -197,6 +200,30 @@ func BenchmarkAlarm_Fire(b *testing.B) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// profileRegion starts a CPU profile into the file named by the
+// environment variable env, if it is set, and returns the function that
+// stops it: for profiling the timed part of a benchmark without its
+// setup.
+func profileRegion(b testing.TB, env string) (stop func()) {
+	path := os.Getenv(env)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
 	}
 }
 
