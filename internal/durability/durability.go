@@ -568,7 +568,13 @@ func (f *File) Commit() Ticket {
 // journaled Group it copies those bytes into the journal before it
 // returns, so it must be called before the WAL changes again; otherwise it
 // is Commit. An empty range is no commit: it returns Last.
-func (f *File) CommitWAL(r WALRange) Ticket {
+func (f *File) CommitWAL(r WALRange) Ticket { return f.CommitWALData(r, nil) }
+
+// CommitWALData is CommitWAL for a caller that still holds the bytes r
+// locates, as written to the file: data, len(data) == r.End-r.Off, is
+// copied into the journal instead of being read back from the file. A nil
+// data reads them.
+func (f *File) CommitWALData(r WALRange, data []byte) Ticket {
 	j := f.g.j
 	if j == nil {
 		return f.Commit()
@@ -599,7 +605,7 @@ func (f *File) CommitWAL(r WALRange) Ticket {
 		f.since = append(f.since, time.Since(epoch))
 	}
 	f.mu.Unlock()
-	if err := j.add(f, t.seq, fd, r); err != nil {
+	if err := j.add(f, t.seq, fd, r, data); err != nil {
 		f.fail(err)
 	}
 	return t

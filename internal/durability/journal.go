@@ -547,9 +547,9 @@ func (j *journal) closeFiles() {
 	}
 }
 
-// add appends the record of one commit to the pending batch, reading its
-// bytes from fd.
-func (j *journal) add(f *File, seq uint64, fd *os.File, r WALRange) error {
+// add appends the record of one commit to the pending batch, copying its
+// bytes from data if it holds them all, else reading them from fd.
+func (j *journal) add(f *File, seq uint64, fd *os.File, r WALRange, data []byte) error {
 	n := r.End - r.Off
 	j.mu.Lock()
 	if j.closed {
@@ -563,11 +563,15 @@ func (j *journal) add(f *File, seq uint64, fd *os.File, r WALRange) error {
 		start := len(b.buf)
 		b.buf = appendRecordHeader(b.buf, f.rel, r, 0)
 		dataAt := len(b.buf)
-		b.buf = append(b.buf, make([]byte, n)...)
-		if err := preadAll(fd, b.buf[dataAt:], r.Off); err != nil {
-			b.buf = b.buf[:start]
-			j.mu.Unlock()
-			return fmt.Errorf("durability: journal: read %s: %w", f.path, err)
+		if int64(len(data)) == n {
+			b.buf = append(b.buf, data...)
+		} else {
+			b.buf = append(b.buf, make([]byte, n)...)
+			if err := preadAll(fd, b.buf[dataAt:], r.Off); err != nil {
+				b.buf = b.buf[:start]
+				j.mu.Unlock()
+				return fmt.Errorf("durability: journal: read %s: %w", f.path, err)
+			}
 		}
 		b.recs = append(b.recs, start)
 	}

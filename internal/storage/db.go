@@ -506,7 +506,15 @@ func (db *DB) Commit() (durability.Ticket, error) {
 	}
 	r := walRange(db.wal, db.walKnown, st)
 	db.wal, db.walKnown = st, true
-	return db.file.CommitWAL(r), nil
+	data, err := db.raw.walData(r)
+	if err != nil {
+		// SQLite counts frames the file lacks: the connection must not go
+		// on (the caller resets the object, which reopens the database).
+		return durability.Ticket{}, err
+	}
+	t := db.file.CommitWALData(r, data)
+	db.raw.releaseWAL()
+	return t, nil
 }
 
 // walRange returns the bytes of the WAL file that the commits between

@@ -53,7 +53,11 @@ func connName(path string, flags sqlite.OpenFlags) (string, sqlite.OpenFlags, er
 	// In a URI filename '%' starts an escape, '?' the query and '#' the
 	// fragment; nothing else in a path needs escaping.
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(abs)
-	return "file:" + esc + "?vfs=unix-none", flags | sqlite.OpenURI, nil
+	vfs := walVFSName // unix-none gathering WAL writes (walbuf_linux.go)
+	if registerWALVFS() != nil {
+		vfs = "unix-none"
+	}
+	return "file:" + esc + "?vfs=" + vfs, flags | sqlite.OpenURI, nil
 }
 
 // lockMain takes the database's lock (see above) on the descriptor SQLite

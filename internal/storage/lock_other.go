@@ -2,7 +2,10 @@
 
 package storage
 
-import "zombiezen.com/go/sqlite"
+import (
+	"github.com/durable-go/durable/internal/durability"
+	"zombiezen.com/go/sqlite"
+)
 
 // connName returns the name and flags with which Open hands path to
 // SQLite. Outside Linux it is the path itself, with SQLite's default VFS
@@ -14,3 +17,10 @@ func connName(path string, flags sqlite.OpenFlags) (string, sqlite.OpenFlags, er
 // lockMain does nothing outside Linux: SQLite's own locks, taken at the
 // first read under EXCLUSIVE locking mode, keep other connections out.
 func (r rawConn) lockMain() error { return nil }
+
+// walData returns nothing outside Linux, where SQLite writes the WAL
+// itself: the journal reads the bytes back from the file.
+func (r rawConn) walData(durability.WALRange) ([]byte, error) { return nil, nil }
+
+// releaseWAL does nothing outside Linux.
+func (r rawConn) releaseWAL() {}
