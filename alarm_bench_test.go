@@ -48,9 +48,9 @@ type beeperEnv struct {
 	// delivery's own commit), instead of also reading and writing a KV
 	// count.
 	rearmOnly bool
-	fired  atomic.Int64
-	done   chan struct{} // closed when fired reaches want
-	want   int64
+	fired     atomic.Int64
+	done      chan struct{} // closed when fired reaches want
+	want      int64
 
 	mu   sync.Mutex // guards late
 	late []time.Duration

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/durable-go/durable"
+	"github.com/durable-go/durable/internal/durability"
 )
 
 // latencies collects per-operation durations and reports percentiles.
@@ -188,7 +189,7 @@ func BenchmarkRawSpread_1000Files64(b *testing.B) {
 		}
 		i++
 		if i%64 == 0 {
-			if err := unix.Syncfs(int(files[0].Fd())); err != nil {
+			if err := durability.SyncFS(files[0].Name()); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -214,7 +215,7 @@ func BenchmarkRawJournal_1000Files64(b *testing.B) {
 	if _, err := j.Write(make([]byte, size+1<<20)); err != nil {
 		b.Fatal(err)
 	}
-	if err := unix.Syncfs(int(j.Fd())); err != nil {
+	if err := durability.SyncFS(j.Name()); err != nil {
 		b.Fatal(err)
 	}
 	buf := make([]byte, 5<<10)
@@ -235,11 +236,11 @@ func BenchmarkRawJournal_1000Files64(b *testing.B) {
 		}
 		off += int64(len(batch))
 		batch = batch[:0]
-		if err := unix.Fdatasync(int(j.Fd())); err != nil {
+		if err := fdatasync(j); err != nil {
 			b.Fatal(err)
 		}
 		if off >= size {
-			if err := unix.Syncfs(int(j.Fd())); err != nil {
+			if err := durability.SyncFS(j.Name()); err != nil {
 				b.Fatal(err)
 			}
 			off = 0

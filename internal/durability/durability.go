@@ -151,7 +151,8 @@ type Group struct {
 
 // Open recovers the journal in cfg.Journal, if set (see Recover), and
 // starts a Group that journals its commits (in Fsync mode, unless
-// cfg.PerFile). Without cfg.Journal it is New.
+// cfg.PerFile, or on a system without syncfs(2), which the journal's
+// rotation needs: only Linux has it). Without cfg.Journal it is New.
 func Open(cfg Config) (*Group, Recovery, error) {
 	if cfg.Journal == "" {
 		return New(cfg), Recovery{Clean: true}, nil
@@ -163,7 +164,7 @@ func Open(cfg Config) (*Group, Recovery, error) {
 	if err != nil {
 		return nil, rec, err
 	}
-	if cfg.Mode != Fsync || cfg.PerFile {
+	if cfg.Mode != Fsync || cfg.PerFile || !hasSyncFS {
 		return New(cfg), rec, nil
 	}
 	if cfg.JournalSize <= 0 {
@@ -362,7 +363,7 @@ func (g *Group) syncBatch(files []*File) {
 	for i, fd := range fds {
 		var st unix.Stat_t
 		if err := unix.Fstat(int(fd.Fd()), &st); err == nil {
-			devOf[i] = st.Dev
+			devOf[i] = uint64(st.Dev) //nolint:unconvert // int32 on some systems
 		}
 		byDev[devOf[i]] = append(byDev[devOf[i]], fd)
 	}
@@ -419,16 +420,7 @@ func (f *File) open() (*os.File, error) {
 	}
 	// Without a birth time (a file system that does not record it) the
 	// key stays zero and the directory is always synced.
-	var key fileKey
-	var st unix.Statx_t
-	err = unix.Statx(int(fd.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_BTIME, &st)
-	if err == nil && st.Mask&(unix.STATX_INO|unix.STATX_BTIME) == unix.STATX_INO|unix.STATX_BTIME {
-		key = fileKey{
-			path:  maphash.String(pathSeed, f.path),
-			ino:   st.Ino,
-			birth: st.Btime.Sec*1e9 + int64(st.Btime.Nsec),
-		}
-	}
+	key := keyOf(fd.Fd(), f.path)
 	named := key != (fileKey{}) && f.g.isNamed(key)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -751,7 +743,15 @@ func (t Ticket) Wait(ctx context.Context) error {
 }
 
 func syncFS(files []*os.File) error {
-	return unix.Syncfs(int(files[0].Fd()))
+	if hasSyncFS {
+		return syncfsFD(files[0].Fd())
+	}
+	for _, f := range files {
+		if err := fdatasync(f.Fd()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SyncDir fsyncs the directory dir, making the names of the files created,

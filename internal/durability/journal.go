@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -375,6 +374,13 @@ func Recover(dir, root string) (Recovery, error) {
 			out.Replayed++
 			wrote = true
 		}
+		if wrote && !hasSyncFS {
+			// No syncfs below: each replayed file is synced itself.
+			if err := fdatasync(f.Fd()); err != nil {
+				f.Close()
+				return out, fmt.Errorf("durability: recover %s: %w", rel, err)
+			}
+		}
 		if err := f.Close(); err != nil {
 			return out, fmt.Errorf("durability: recover %s: %w", rel, err)
 		}
@@ -396,14 +402,38 @@ func Recover(dir, root string) (Recovery, error) {
 }
 
 // SyncFS runs syncfs(2) on the file system that holds path, making every
-// file on it durable.
+// file on it durable. Where syncfs(2) is missing (outside Linux) it syncs
+// the regular files directly in the directory path, and path itself.
 func SyncFS(path string) error {
 	d, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return unix.Syncfs(int(d.Fd()))
+	if hasSyncFS {
+		return syncfsFD(d.Fd())
+	}
+	ents, err := d.ReadDir(-1)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(path, e.Name()), os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		err = fdatasync(f.Fd())
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return d.Sync()
 }
 
 // writeClean writes a clean marker of the given epoch at the start of the
@@ -417,7 +447,7 @@ func writeClean(dir string, epoch uint64) error {
 	if _, err := f.WriteAt(cleanMarker(epoch), 0); err != nil {
 		return fmt.Errorf("durability: journal: %w", err)
 	}
-	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+	if err := fdatasync(f.Fd()); err != nil {
 		return fmt.Errorf("durability: journal: %w", err)
 	}
 	return nil
@@ -791,7 +821,7 @@ func (f *File) kick(n int64) {
 	}
 	f.unsynced = 0
 	// Advice only: an error changes nothing durability depends on.
-	_ = unix.SyncFileRange(int(f.fd.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	startWriteback(f.fd.Fd())
 }
 
 // unsyncedBytes returns the WAL bytes journaled and not yet synced or
@@ -916,24 +946,13 @@ func (q *quickSync) holdP() bool {
 
 // sync runs fsync(2), or fdatasync(2) if data is set, on fd.
 func (q *quickSync) sync(fd uintptr, data bool) error {
-	nr := uintptr(unix.SYS_FSYNC)
-	if data {
-		nr = unix.SYS_FDATASYNC
-	}
+	nr := syncNr(data)
 	start := time.Now()
-	var errno unix.Errno
-	if q.holdP() {
-		_, _, errno = unix.RawSyscall(nr, fd, 0, 0)
-	} else {
-		_, _, errno = unix.Syscall(nr, fd, 0, 0)
-	}
+	err := rawSync(nr, fd, q.holdP())
 	d := int64(time.Since(start))
 	avg := q.avg.Load()
 	q.avg.Store(avg + (d-avg)/8)
-	if errno != 0 {
-		return errno
-	}
-	return nil
+	return err
 }
 
 // syncJournal makes the writes to a journal file durable.
@@ -964,26 +983,25 @@ func (j *journal) syncFile(f *os.File) error {
 // would queue behind every goroutine the last sync released before it
 // could hand the next batch over.
 func pwriteAll(f *os.File, buf []byte, off int64) error {
-	return rawIO(unix.SYS_PWRITE64, "write", f, buf, off)
+	return rawIO(sysPwrite, "write", f, buf, off)
 }
 
 // preadAll fills buf from off in f, as pwriteAll writes: reading a WAL's
 // newest frames is a copy from the page cache, done under the journal's
 // lock, which a goroutine waiting for a P would hold for everyone.
 func preadAll(f *os.File, buf []byte, off int64) error {
-	return rawIO(unix.SYS_PREAD64, "read", f, buf, off)
+	return rawIO(sysPread, "read", f, buf, off)
 }
 
 // rawIO runs pread(2) or pwrite(2) (nr) until all of buf is done.
 func rawIO(nr uintptr, op string, f *os.File, buf []byte, off int64) error {
-	fd := f.Fd()
 	for len(buf) > 0 {
-		n, _, errno := unix.RawSyscall6(nr, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), uintptr(off), 0, 0)
+		n, err := rawRW(nr, f, buf, off)
 		switch {
-		case errno == unix.EINTR:
+		case err == unix.EINTR:
 			continue
-		case errno != 0:
-			return &os.PathError{Op: op, Path: f.Name(), Err: errno}
+		case err != nil:
+			return &os.PathError{Op: op, Path: f.Name(), Err: err}
 		case n == 0:
 			return &os.PathError{Op: op, Path: f.Name(), Err: io.ErrUnexpectedEOF}
 		}
@@ -1013,7 +1031,7 @@ func (j *journal) grow(i int, done chan struct{}) {
 	}
 	j.growMu.Unlock()
 	if err == nil && target > start {
-		err = unix.Fdatasync(int(j.files[i].Fd()))
+		err = fdatasync(j.files[i].Fd())
 	}
 	if err == nil {
 		j.growMu.Lock()

@@ -383,7 +383,7 @@ func (s *Spares) install(path string) (bool, error) {
 	// rename that refuses to replace does it in one step; where the file
 	// system lacks it, a hard link claims the name and the spare's name is
 	// removed after.
-	err := unix.Renameat2(unix.AT_FDCWD, sp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
+	err := renameNoReplace(sp, path)
 	linked := false
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
 		err = os.Link(sp, path)

@@ -82,3 +82,8 @@ func (r rawConn) lockMain() error {
 		return fmt.Errorf("storage: lock the database file: %w", err)
 	}
 }
+
+// renameNoReplace renames oldpath to newpath unless newpath exists.
+func renameNoReplace(oldpath, newpath string) error {
+	return unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
+}

@@ -4,8 +4,12 @@ package storage
 
 import (
 	"github.com/durable-go/durable/internal/durability"
+	"golang.org/x/sys/unix"
 	"zombiezen.com/go/sqlite"
 )
+
+// sqliteLocks is always on outside Linux: the default VFS and its locks.
+var sqliteLocks = true
 
 // connName returns the name and flags with which Open hands path to
 // SQLite. Outside Linux it is the path itself, with SQLite's default VFS
@@ -24,3 +28,7 @@ func (r rawConn) walData(durability.WALRange) ([]byte, error) { return nil, nil 
 
 // releaseWAL does nothing outside Linux.
 func (r rawConn) releaseWAL() {}
+
+// renameNoReplace reports ENOSYS: the caller claims the name with a hard
+// link instead.
+func renameNoReplace(string, string) error { return unix.ENOSYS }

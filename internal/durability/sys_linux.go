@@ -1,0 +1,79 @@
+package durability
+
+import (
+	"hash/maphash"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The system calls durability makes, on Linux; sys_other.go has the
+// portable versions for other systems.
+
+// hasSyncFS reports whether syncfsFD makes a whole file system durable.
+// Without it a Group syncs each file (see New) and keeps no journal.
+const hasSyncFS = true
+
+// syncfsFD runs syncfs(2) on the file system that holds fd.
+func syncfsFD(fd uintptr) error { return unix.Syncfs(int(fd)) }
+
+// fdatasync makes f's data durable (and the metadata needed to read it).
+func fdatasync(fd uintptr) error { return unix.Fdatasync(int(fd)) }
+
+// startWriteback asks the kernel to start writing f's dirty pages back.
+func startWriteback(fd uintptr) {
+	_ = unix.SyncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+}
+
+// syncNr returns the system call quickSync makes.
+func syncNr(data bool) uintptr {
+	if data {
+		return unix.SYS_FDATASYNC
+	}
+	return unix.SYS_FSYNC
+}
+
+// rawSync runs syscall nr on fd, holding the P (raw) or not.
+func rawSync(nr, fd uintptr, raw bool) error {
+	var errno unix.Errno
+	if raw {
+		_, _, errno = unix.RawSyscall(nr, fd, 0, 0)
+	} else {
+		_, _, errno = unix.Syscall(nr, fd, 0, 0)
+	}
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// pread and pwrite for rawIO.
+const (
+	sysPread  = unix.SYS_PREAD64
+	sysPwrite = unix.SYS_PWRITE64
+)
+
+// rawRW runs one pread(2) or pwrite(2) without giving up the P.
+func rawRW(nr uintptr, f *os.File, buf []byte, off int64) (int, error) {
+	n, _, errno := unix.RawSyscall6(nr, f.Fd(), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), uintptr(off), 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// keyOf identifies the file open as fd under path: its inode and birth
+// time. Zero if the file system does not record a birth time.
+func keyOf(fd uintptr, path string) fileKey {
+	var st unix.Statx_t
+	err := unix.Statx(int(fd), "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_BTIME, &st)
+	if err != nil || st.Mask&(unix.STATX_INO|unix.STATX_BTIME) != unix.STATX_INO|unix.STATX_BTIME {
+		return fileKey{}
+	}
+	return fileKey{
+		path:  maphash.String(pathSeed, path),
+		ino:   st.Ino,
+		birth: st.Btime.Sec*1e9 + int64(st.Btime.Nsec),
+	}
+}

@@ -1,0 +1,44 @@
+//go:build !linux
+
+package durability
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// The portable versions of sys_linux.go. Without syncfs(2) a Group keeps
+// no node journal: each batch fsyncs every file it covers. On macOS fsync
+// leaves the data in the drive's cache (F_FULLFSYNC would flush it): there
+// durability holds against a process crash, not against power loss. The
+// runtime is built and measured for Linux; these keep it usable for
+// development elsewhere.
+
+const hasSyncFS = false
+
+// syncfsFD is not available: it syncs fd alone (see SyncFS and syncFS).
+func syncfsFD(fd uintptr) error { return unix.Fsync(int(fd)) }
+
+func fdatasync(fd uintptr) error { return unix.Fsync(int(fd)) }
+
+func startWriteback(uintptr) {}
+
+func syncNr(bool) uintptr { return 0 }
+
+func rawSync(_, fd uintptr, _ bool) error { return unix.Fsync(int(fd)) }
+
+const (
+	sysPread  = 0
+	sysPwrite = 1
+)
+
+func rawRW(nr uintptr, f *os.File, buf []byte, off int64) (int, error) {
+	if nr == sysPwrite {
+		return f.WriteAt(buf, off)
+	}
+	return f.ReadAt(buf, off)
+}
+
+// keyOf returns zero: without a birth time the directory is always synced.
+func keyOf(uintptr, string) fileKey { return fileKey{} }
