@@ -67,6 +67,9 @@ type walFile struct {
 
 // walBufPool holds gathering buffers (*[]byte) between transactions, so
 // that an idle database holds none.
+// walPwrite writes the gathered bytes; tests replace it to inject faults.
+var walPwrite = unix.Pwrite
+
 var walBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // gather starts gathering data at off in a buffer from the pool.
@@ -223,7 +226,7 @@ func (w *walFile) write(keep bool) int32 {
 		defer w.release()
 	}
 	for len(buf) > 0 {
-		n, err := unix.Pwrite(w.fd, buf, off)
+		n, err := walPwrite(w.fd, buf, off)
 		if err == unix.EINTR {
 			continue
 		}
