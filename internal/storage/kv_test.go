@@ -234,6 +234,68 @@ func TestDB_Alarm(t *testing.T) {
 	}
 }
 
+// TestDB_AlarmAfterRollbacks: Alarm reports the stored alarm as the open
+// transaction has it after every kind of rollback and failure (a guard
+// for any cache of the alarm in memory).
+func TestDB_AlarmAfterRollbacks(t *testing.T) {
+	db := openDB(t, storage.Options{})
+	t1, t2 := timeAt(1000), timeAt(2000)
+	want := func(step string, at time.Time, set bool) {
+		t.Helper()
+		got, ok, err := db.Alarm()
+		if err != nil || ok != set || (set && !got.Equal(at)) {
+			t.Errorf("%s: Alarm = %v, %v, %v; want %v, %v", step, got, ok, err, at, set)
+		}
+	}
+	if err := db.SetAlarm(t1); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, db)
+	want("committed", t1, true)
+
+	if err := db.SetAlarm(t2); err != nil {
+		t.Fatal(err)
+	}
+	want("set in the transaction", t2, true)
+	if err := db.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	want("after Rollback", t1, true)
+
+	err := db.TransactionSync(func() error {
+		if err := db.DeleteAlarm(); err != nil {
+			return err
+		}
+		want("deleted inside TransactionSync", time.Time{}, false)
+		return errors.New("fail")
+	})
+	if err == nil {
+		t.Fatal("TransactionSync succeeded")
+	}
+	want("after a failed TransactionSync", t1, true)
+
+	if err := db.DeleteAll(); err != nil {
+		t.Fatal(err)
+	}
+	want("after DeleteAll", time.Time{}, false)
+	if err := db.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	want("after rolling back DeleteAll", t1, true)
+
+	// A failing statement undoes itself only: the alarm set before it
+	// stays.
+	if err := db.SetAlarm(t2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("SELECT * FROM no_such_table"); err == nil {
+		t.Fatal("query of a missing table succeeded")
+	}
+	want("after a failed statement", t2, true)
+	commit(t, db)
+	want("committed again", t2, true)
+}
+
 func TestDB_DeleteAll(t *testing.T) {
 	setup := func(t *testing.T) *storage.DB {
 		db := openDB(t, storage.Options{})
