@@ -2,10 +2,7 @@ package storage
 
 import (
 	"bytes"
-	"path/filepath"
 	"testing"
-
-	"github.com/durable-go/durable/internal/durability"
 )
 
 // TestBigBlockCache: opening and closing a database reuses the blocks of
@@ -15,16 +12,7 @@ func TestBigBlockCache(t *testing.T) {
 	if err := checkLayout(); err != nil {
 		t.Fatal(err)
 	}
-	g := durability.New(durability.Config{Mode: durability.NoSync})
-	defer g.Close()
-	path := filepath.Join(t.TempDir(), "db")
-	open := func() *DB {
-		db, err := Open(path, Options{Durability: g})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db
-	}
+	open := reopener(t)
 	db := open()
 	// Values from 16 KiB to 300 KiB: SQLite allocates blocks of about
 	// their size to build and read the records.

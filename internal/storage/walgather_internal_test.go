@@ -2,11 +2,9 @@ package storage
 
 import (
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/durable-go/durable/internal/durability"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,16 +13,7 @@ import (
 // refuses every later write instead of retrying the lost bytes, and after
 // reopening the database holds exactly the commits that succeeded.
 func TestWALGatherWriteFailure(t *testing.T) {
-	g := durability.New(durability.Config{Mode: durability.NoSync})
-	defer g.Close()
-	path := filepath.Join(t.TempDir(), "db")
-	open := func() *DB {
-		db, err := Open(path, Options{Durability: g})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db
-	}
+	open := reopener(t)
 	put := func(db *DB, k string) error {
 		if err := db.Put(k, []byte(k)); err != nil {
 			return err
