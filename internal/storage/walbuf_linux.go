@@ -65,11 +65,11 @@ type walFile struct {
 	err    error   // a write failed: the file fails every call
 }
 
-// walBufPool holds gathering buffers (*[]byte) between transactions, so
-// that an idle database holds none.
 // walPwrite writes the gathered bytes; tests replace it to inject faults.
 var walPwrite = unix.Pwrite
 
+// walBufPool holds gathering buffers (*[]byte) between transactions, so
+// that an idle database holds none.
 var walBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // gather starts gathering data at off in a buffer from the pool.
