@@ -31,14 +31,27 @@ import (
 type journalLoss struct {
 	dir string
 
+	reads atomic.Uint64 // orders the reads of images
+
 	mu        sync.Mutex
 	images    map[string][]byte
-	frozen    bool // stop recording: the workload is over
-	skipSync  bool // negative control: journal syncs record nothing
+	readAt    map[string]uint64 // when images[path] was read (p.reads)
+	frozen    bool              // stop recording: the workload is over
+	skipSync  bool              // negative control: journal syncs record nothing
 	rotations int
 }
 
+// keepLocked records img, read at stamp at, as path's image unless an
+// image read later is recorded already: a syncfs runs in the background
+// and may finish after a journal sync that read the file after it did.
+func (p *journalLoss) keepLocked(path string, img []byte, at uint64) {
+	if at >= p.readAt[path] {
+		p.images[path], p.readAt[path] = img, at
+	}
+}
+
 func (p *journalLoss) syncJournal(f *os.File) error {
+	at := p.reads.Add(1)
 	img, err := os.ReadFile(f.Name())
 	if err != nil {
 		return err
@@ -49,20 +62,25 @@ func (p *journalLoss) syncJournal(f *os.File) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.frozen && !p.skipSync {
-		p.images[f.Name()] = img
+		p.keepLocked(f.Name(), img, at)
 	}
 	return nil
 }
 
 func (p *journalLoss) syncFS(files []*os.File) error {
-	images := map[string][]byte{}
+	type image struct {
+		img []byte
+		at  uint64
+	}
+	images := map[string]image{}
 	err := filepath.Walk(p.dir, func(path string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() || !p.tracked(path) {
 			return err
 		}
+		at := p.reads.Add(1)
 		img, err := os.ReadFile(path)
 		if err == nil {
-			images[path] = img
+			images[path] = image{img, at}
 		}
 		return err
 	})
@@ -76,7 +94,7 @@ func (p *journalLoss) syncFS(files []*os.File) error {
 	defer p.mu.Unlock()
 	if !p.frozen {
 		for k, v := range images {
-			p.images[k] = v
+			p.keepLocked(k, v.img, v.at)
 		}
 		p.rotations++
 	}
@@ -134,7 +152,7 @@ func (p *journalLoss) crash(t *testing.T) {
 // writes that are missing.
 func runJournalLoss(t *testing.T, objects int, size int64, skipSync, dropJournal bool) (acked, missing, rotations int) {
 	dir := t.TempDir()
-	pl := &journalLoss{dir: dir, images: map[string][]byte{}, skipSync: skipSync}
+	pl := &journalLoss{dir: dir, images: map[string][]byte{}, readAt: map[string]uint64{}, skipSync: skipSync}
 	rt, err := durable.OpenWithJournalHooks(durable.Options{Dir: dir}, pl.syncJournal, pl.syncFS, size)
 	if err != nil {
 		t.Fatal(err)

@@ -47,6 +47,8 @@ func TestParseJournal(t *testing.T) {
 		{"clean marker", clean, 6, 0, true},
 		{"clean marker then a record", append(append([]byte(nil), clean...), after...), 6, 1, true},
 		{"negative offset", buildRecord(5, 0, "c", WALRange{Off: -1}, []byte("x"), 0), 0, 0, false},
+		{"packed record", append(append([]byte(nil), valid...), buildRecord(5, 2, "c/wal", WALRange{Off: 32}, packZeros(nil, make([]byte, 4120)), flagZeroRuns)...), 5, 3, false},
+		{"malformed packed record", append(append([]byte(nil), valid...), buildRecord(5, 2, "c/wal", WALRange{Off: 32}, []byte{9, 0, 0, 0, 5}, flagZeroRuns)...), 5, 2, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			epoch, recs, isClean, err := parseJournal(bytes.NewReader(tc.in))
