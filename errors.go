@@ -118,6 +118,9 @@ func IsOverloaded(err error) bool {
 func commitError(err error) error {
 	var aborted *storage.TxAbortedError
 	var sqlErr *storage.SQLError
+	if errors.Is(err, storage.ErrDiskFull) {
+		return fmt.Errorf("%w: %w", ErrDurability, err)
+	}
 	if errors.As(err, &aborted) || (errors.As(err, &sqlErr) && sqlErr.IsConstraint()) {
 		return fmt.Errorf("%w: %w", ErrCommit, err)
 	}

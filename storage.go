@@ -19,6 +19,11 @@ var (
 	// ErrCursorClosed is returned by a cursor used after the turn's
 	// writes were committed (see Cursor).
 	ErrCursorClosed = storage.ErrCursorClosed
+	// ErrDiskFull is wrapped by the error of a write or commit that failed
+	// because the file system is full; an object past its own
+	// Options.MaxDatabaseSize gets a *LimitError instead. A commit that
+	// fails this way is also an ErrDurability.
+	ErrDiskFull = storage.ErrDiskFull
 )
 
 type (

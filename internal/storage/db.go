@@ -814,6 +814,8 @@ func (db *DB) sqlErr(err error) error {
 	switch {
 	case code.ToPrimary() == sqlite.ResultAuth && db.denial != nil:
 		out = db.denial
+	case code.ToPrimary() == sqlite.ResultFull && db.raw.diskFull():
+		out = fmt.Errorf("%w: %w", ErrDiskFull, sqlError(code, msg))
 	case code.ToPrimary() == sqlite.ResultFull:
 		out = &LimitError{Limit: LimitDatabaseSize, Max: db.opts.MaxDatabaseSize, Err: sqlError(code, msg)}
 	case code.ToPrimary() == sqlite.ResultTooBig:

@@ -26,6 +26,12 @@ var (
 	// from inside a TransactionSync callback.
 	ErrInTransactionSync = errors.New("storage: Commit and Rollback cannot be called inside TransactionSync")
 
+	// ErrDiskFull wraps the error of a write that failed because the file
+	// system is full (or the user's quota spent), as opposed to the
+	// database reaching Options.MaxDatabaseSize (a *LimitError). SQLite
+	// reports both as SQLITE_FULL.
+	ErrDiskFull = errors.New("storage: the disk is full")
+
 	// ErrInUse is returned by Open when another connection, in this
 	// process or another, has the database open: a database has one
 	// writer, its object's live instance.

@@ -87,3 +87,14 @@ func (r rawConn) lockMain() error {
 func renameNoReplace(oldpath, newpath string) error {
 	return unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
 }
+
+// walDiskFull reports whether the gathered WAL write failed for lack of
+// space (see walbuf_linux.go).
+func (r rawConn) walDiskFull() bool {
+	wal := r.wal()
+	if wal == nil {
+		return false
+	}
+	w := walFileOf(wal.FpWalFd)
+	return w != nil && (errors.Is(w.err, unix.ENOSPC) || errors.Is(w.err, unix.EDQUOT))
+}

@@ -32,3 +32,7 @@ func (r rawConn) releaseWAL() {}
 // renameNoReplace reports ENOSYS: the caller claims the name with a hard
 // link instead.
 func renameNoReplace(string, string) error { return unix.ENOSYS }
+
+// walDiskFull reports false: outside Linux SQLite writes the WAL itself
+// and keeps its errno (see diskFull).
+func (r rawConn) walDiskFull() bool { return false }

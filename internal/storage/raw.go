@@ -537,3 +537,23 @@ func isZero(b []byte) bool {
 	}
 	return true
 }
+
+// diskFull reports whether the last write that failed on the database or
+// its WAL failed for lack of space (ENOSPC, EDQUOT): SQLite reports that
+// and the database's size limit alike, as SQLITE_FULL.
+func (r rawConn) diskFull() bool {
+	full := func(errno int32) bool {
+		return errno == int32(unix.ENOSPC) || errno == int32(unix.EDQUOT)
+	}
+	if p := r.pager(); p != nil && p.Ffd != 0 && cAt[lib.Tsqlite3_file](p.Ffd).FpMethods != 0 {
+		if full(cAt[lib.TunixFile](p.Ffd).FlastErrno) {
+			return true
+		}
+	}
+	if w := r.wal(); w != nil && w.FpWalFd != 0 && cAt[lib.Tsqlite3_file](w.FpWalFd).FpMethods != 0 {
+		if full(cAt[lib.TunixFile](w.FpWalFd).FlastErrno) {
+			return true
+		}
+	}
+	return r.walDiskFull()
+}

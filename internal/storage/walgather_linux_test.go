@@ -38,8 +38,9 @@ func TestWALGatherWriteFailure(t *testing.T) {
 	}
 	t.Logf("commit: %v", err)
 	var se *SQLError
-	if !errors.As(err, &se) || !strings.Contains(se.Error(), "SQLITE_FULL") {
-		t.Errorf("commit error %v, want an SQLError for SQLITE_FULL (the disk is full)", err)
+	var le *LimitError
+	if !errors.Is(err, ErrDiskFull) || !errors.As(err, &se) || !strings.Contains(se.Error(), "SQLITE_FULL") || errors.As(err, &le) {
+		t.Errorf("commit error %v, want ErrDiskFull and an SQLError for SQLITE_FULL, not the size limit", err)
 	}
 	walPwrite = unix.Pwrite
 	if err := put(db, "after"); err == nil {
