@@ -363,7 +363,7 @@ func (g *Group) syncBatch(files []*File) {
 	for i, fd := range fds {
 		var st unix.Stat_t
 		if err := unix.Fstat(int(fd.Fd()), &st); err == nil {
-			devOf[i] = uint64(st.Dev) //nolint:unconvert // int32 on some systems
+			devOf[i] = uint64(st.Dev) // int32 on some systems
 		}
 		byDev[devOf[i]] = append(byDev[devOf[i]], fd)
 	}

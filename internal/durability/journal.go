@@ -977,9 +977,8 @@ func (q *quickSync) holdP() bool {
 
 // sync runs fsync(2), or fdatasync(2) if data is set, on fd.
 func (q *quickSync) sync(fd uintptr, data bool) error {
-	nr := syncNr(data)
 	start := time.Now()
-	err := rawSync(nr, fd, q.holdP())
+	err := rawSync(fd, data, q.holdP())
 	d := int64(time.Since(start))
 	avg := q.avg.Load()
 	q.avg.Store(avg + (d-avg)/8)
@@ -1014,20 +1013,25 @@ func (j *journal) syncFile(f *os.File) error {
 // would queue behind every goroutine the last sync released before it
 // could hand the next batch over.
 func pwriteAll(f *os.File, buf []byte, off int64) error {
-	return rawIO(sysPwrite, "write", f, buf, off)
+	return rawIO(true, f, buf, off)
 }
 
 // preadAll fills buf from off in f, as pwriteAll writes: reading a WAL's
 // newest frames is a copy from the page cache, done under the journal's
 // lock, which a goroutine waiting for a P would hold for everyone.
 func preadAll(f *os.File, buf []byte, off int64) error {
-	return rawIO(sysPread, "read", f, buf, off)
+	return rawIO(false, f, buf, off)
 }
 
-// rawIO runs pread(2) or pwrite(2) (nr) until all of buf is done.
-func rawIO(nr uintptr, op string, f *os.File, buf []byte, off int64) error {
+// rawIO runs pwrite(2), if write is set, or pread(2) until all of buf is
+// done.
+func rawIO(write bool, f *os.File, buf []byte, off int64) error {
+	op := "read"
+	if write {
+		op = "write"
+	}
 	for len(buf) > 0 {
-		n, err := rawRW(nr, f, buf, off)
+		n, err := rawRW(write, f, buf, off)
 		switch {
 		case err == unix.EINTR:
 			continue

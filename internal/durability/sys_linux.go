@@ -26,16 +26,13 @@ func startWriteback(fd uintptr) {
 	_ = unix.SyncFileRange(int(fd), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 }
 
-// syncNr returns the system call quickSync makes.
-func syncNr(data bool) uintptr {
+// rawSync runs fdatasync(2), if data is set, or fsync(2) on fd, holding
+// the P through the call (raw) or not.
+func rawSync(fd uintptr, data, raw bool) error {
+	nr := uintptr(unix.SYS_FSYNC)
 	if data {
-		return unix.SYS_FDATASYNC
+		nr = unix.SYS_FDATASYNC
 	}
-	return unix.SYS_FSYNC
-}
-
-// rawSync runs syscall nr on fd, holding the P (raw) or not.
-func rawSync(nr, fd uintptr, raw bool) error {
 	var errno unix.Errno
 	if raw {
 		_, _, errno = unix.RawSyscall(nr, fd, 0, 0)
@@ -48,14 +45,13 @@ func rawSync(nr, fd uintptr, raw bool) error {
 	return nil
 }
 
-// pread and pwrite for rawIO.
-const (
-	sysPread  = unix.SYS_PREAD64
-	sysPwrite = unix.SYS_PWRITE64
-)
-
-// rawRW runs one pread(2) or pwrite(2) without giving up the P.
-func rawRW(nr uintptr, f *os.File, buf []byte, off int64) (int, error) {
+// rawRW runs one pwrite(2), if write is set, or pread(2) without giving
+// up the P.
+func rawRW(write bool, f *os.File, buf []byte, off int64) (int, error) {
+	nr := uintptr(unix.SYS_PREAD64)
+	if write {
+		nr = unix.SYS_PWRITE64
+	}
 	n, _, errno := unix.RawSyscall6(nr, f.Fd(), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), uintptr(off), 0, 0)
 	if errno != 0 {
 		return 0, errno

@@ -24,17 +24,10 @@ func fdatasync(fd uintptr) error { return unix.Fsync(int(fd)) }
 
 func startWriteback(uintptr) {}
 
-func syncNr(bool) uintptr { return 0 }
+func rawSync(fd uintptr, _, _ bool) error { return unix.Fsync(int(fd)) }
 
-func rawSync(_, fd uintptr, _ bool) error { return unix.Fsync(int(fd)) }
-
-const (
-	sysPread  = 0
-	sysPwrite = 1
-)
-
-func rawRW(nr uintptr, f *os.File, buf []byte, off int64) (int, error) {
-	if nr == sysPwrite {
+func rawRW(write bool, f *os.File, buf []byte, off int64) (int, error) {
+	if write {
 		return f.WriteAt(buf, off)
 	}
 	return f.ReadAt(buf, off)

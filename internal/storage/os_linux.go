@@ -41,7 +41,9 @@ const (
 var sqliteLocks = false
 
 // connName returns the name and flags with which Open hands path to
-// SQLite: a URI selecting the "unix-none" VFS.
+// SQLite: a URI selecting the "durable" VFS (unix-none gathering WAL
+// writes, walbuf_linux.go), or unix-none itself if that failed to
+// register.
 func connName(path string, flags sqlite.OpenFlags) (string, sqlite.OpenFlags, error) {
 	if sqliteLocks {
 		return path, flags, nil
@@ -53,7 +55,7 @@ func connName(path string, flags sqlite.OpenFlags) (string, sqlite.OpenFlags, er
 	// In a URI filename '%' starts an escape, '?' the query and '#' the
 	// fragment; nothing else in a path needs escaping.
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(abs)
-	vfs := walVFSName // unix-none gathering WAL writes (walbuf_linux.go)
+	vfs := walVFSName
 	if registerWALVFS() != nil {
 		vfs = "unix-none"
 	}
@@ -86,15 +88,4 @@ func (r rawConn) lockMain() error {
 // renameNoReplace renames oldpath to newpath unless newpath exists.
 func renameNoReplace(oldpath, newpath string) error {
 	return unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
-}
-
-// walDiskFull reports whether the gathered WAL write failed for lack of
-// space (see walbuf_linux.go).
-func (r rawConn) walDiskFull() bool {
-	wal := r.wal()
-	if wal == nil {
-		return false
-	}
-	w := walFileOf(wal.FpWalFd)
-	return w != nil && (errors.Is(w.err, unix.ENOSPC) || errors.Is(w.err, unix.EDQUOT))
 }

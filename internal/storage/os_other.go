@@ -13,7 +13,7 @@ var sqliteLocks = true
 
 // connName returns the name and flags with which Open hands path to
 // SQLite. Outside Linux it is the path itself, with SQLite's default VFS
-// and its POSIX locks (see lock_linux.go for Linux).
+// and its POSIX locks (see os_linux.go for Linux).
 func connName(path string, flags sqlite.OpenFlags) (string, sqlite.OpenFlags, error) {
 	return path, flags, nil
 }

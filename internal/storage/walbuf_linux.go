@@ -347,11 +347,7 @@ func walClose(tls *libc.TLS, pFile uintptr) int32 {
 // instead of reading them back. Call releaseWAL once done with them. An
 // error means the WAL lacks frames SQLite counts as written.
 func (r rawConn) walData(rg durability.WALRange) ([]byte, error) {
-	wal := r.wal()
-	if wal == nil {
-		return nil, nil
-	}
-	w := walFileOf(wal.FpWalFd)
+	w := r.walFile()
 	if w == nil {
 		return nil, nil
 	}
@@ -366,11 +362,25 @@ func (r rawConn) walData(rg durability.WALRange) ([]byte, error) {
 
 // releaseWAL lets go of the bytes walData returned.
 func (r rawConn) releaseWAL() {
-	if wal := r.wal(); wal != nil {
-		if w := walFileOf(wal.FpWalFd); w != nil && w.kept {
-			w.release()
-		}
+	if w := r.walFile(); w != nil && w.kept {
+		w.release()
 	}
+}
+
+// walFile returns the gathering state of the connection's open WAL, or
+// nil.
+func (r rawConn) walFile() *walFile {
+	if wal := r.wal(); wal != nil {
+		return walFileOf(wal.FpWalFd)
+	}
+	return nil
+}
+
+// walDiskFull reports whether the gathered WAL write failed for lack of
+// space (see diskFull).
+func (r rawConn) walDiskFull() bool {
+	w := r.walFile()
+	return w != nil && (errors.Is(w.err, unix.ENOSPC) || errors.Is(w.err, unix.EDQUOT))
 }
 
 // walWriteError reports a WAL write that failed after SQLite counted it.
