@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/durable-go/durable"
+	"github.com/durable-go/durable/internal/clock"
 )
 
 // Keeper stores one number in its KV storage.
@@ -153,5 +154,65 @@ func TestMaxLiveObjects_SlowCloses(t *testing.T) {
 	t.Logf("peak %d databases open", p)
 	if p > bound+callers+32 {
 		t.Fatalf("peak %d databases open, want at most %d (bound %d + %d callers + 32 slack)", p, bound+callers+32, bound, callers)
+	}
+}
+
+// Counted counts its activations, by name, in its env.
+type Counted struct{}
+
+type countedEnv struct {
+	mu  sync.Mutex
+	act map[string]int
+}
+
+func newCounted(st *durable.State, env *countedEnv) (*Counted, error) {
+	name, _ := st.ID().Name()
+	env.mu.Lock()
+	env.act[name]++
+	env.mu.Unlock()
+	return &Counted{}, nil
+}
+
+func (*Counted) Touch(ctx context.Context) error { return nil }
+
+// Ensure that past MaxLiveObjects the least recently used objects are
+// evicted, in the order of their last use even when the clock does not
+// move between uses (a fake clock here; a coarse or stepped one in
+// production), and that objects used since stay in memory.
+func TestMaxLiveObjects_EvictsLeastRecentlyUsed(t *testing.T) {
+	const bound = 100 // a trim leaves 90 live
+	fc := clock.NewFake(t0)
+	rt := openRuntime(t, durable.Options{Durability: durable.NoSync, Clock: fc, MaxLiveObjects: bound, IdleTimeout: noEviction})
+	env := &countedEnv{act: map[string]int{}}
+	ns := durable.MustRegister(rt, "Counted", newCounted, env)
+	touch := func(i int) {
+		t.Helper()
+		if err := durable.Do0(t.Context(), ns.GetByName(fmt.Sprint("c", i)), (*Counted).Touch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range bound {
+		touch(i)
+	}
+	for i := range bound / 2 { // 0-49 are now the most recently used
+		touch(i)
+	}
+	touch(bound) // one past the bound: a trim evicts 10 of 50-99 first
+	if st := rt.Stats(); st.Evictions != 10 || st.Live != bound*9/10+1 {
+		t.Fatalf("Stats = %+v, want 10 evictions and %d live", st, bound*9/10+1)
+	}
+	for i := range bound / 2 {
+		touch(i)
+	}
+	touch(bound)
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	for i := range bound / 2 {
+		if n := env.act[fmt.Sprint("c", i)]; n != 1 {
+			t.Errorf("object c%d, used recently, was activated %d times, want once", i, n)
+		}
+	}
+	if n := env.act[fmt.Sprint("c", bound)]; n != 1 {
+		t.Errorf("object c%d, the newest, was activated %d times, want once", bound, n)
 	}
 }

@@ -36,13 +36,18 @@
 // # Delivery
 //
 // When an alarm falls due the scheduler calls Config.Deliver on one of a
-// bounded pool of workers, never twice at once for one object. Deliver
-// runs the alarm as a turn of the object: it reads the stored alarm, runs
-// the handler if the alarm is due, and commits through Prepare/Committed,
-// which tells the scheduler what the object's alarm is now. A failed
-// delivery is retried after Policy.Backoff; after Policy.Retries retries the
-// alarm is dropped (Delivery.Drop) and counted. Alarms of a namespace wait
-// until Ready names it.
+// bounded pool of workers, never twice at once for one object. Due alarms
+// wait in arrival order, except that an alarm an object commits for a time
+// already passed (its handler re-arming, say) goes ahead of the others, a
+// bounded number in a row: its object is in memory, while the others' may
+// have to be activated (see enqueueLocked).
+//
+// Deliver runs the alarm as a turn of the object: it reads the stored
+// alarm, runs the handler if the alarm is due, and commits through
+// Prepare/Committed, which tells the scheduler what the object's alarm is
+// now. A failed delivery is retried after Policy.Backoff; after
+// Policy.Retries retries the alarm is dropped (Delivery.Drop) and counted.
+// Alarms of a namespace wait until Ready names it.
 //
 // # Usage
 //

@@ -203,10 +203,12 @@ type Scheduler struct {
 	parked    map[string][]*entry // by namespace, until Ready
 	parkedN   int
 	ready     map[string]bool
-	runq      []*entry   // due, waiting for a worker
+	coldq     []*entry   // due by the clock, waiting for a worker
+	warmq     []*entry   // due as set by a commit of the (live) object itself
+	warmRun   int        // warmq entries taken in a row while coldq waited
 	running   int        // deliveries in progress
 	waiting   int        // of which waiting for durability off a worker
-	workCond  *sync.Cond // runq grew, or stopped
+	workCond  *sync.Cond // a queue grew, or stopped
 	cur       *batch     // index writes being gathered
 	writeCond *sync.Cond // cur has ops, or writeStop
 	resq      []resolve
@@ -295,7 +297,7 @@ func (s *Scheduler) Ready(ns string) {
 		if e.parked {
 			e.parked = false
 			s.parkedN--
-			s.scheduleAtLocked(e, e.due, now)
+			s.scheduleAtLocked(e, e.due, now, false)
 		}
 	}
 	delete(s.parked, ns)
@@ -370,7 +372,7 @@ func (s *Scheduler) Committed(c *Change, t Ticket, err error) {
 		e.changed = true
 	} else {
 		e.retry = 0
-		s.scheduleLastLocked(e, s.cfg.Clock.Now())
+		s.scheduleLastLocked(e, s.cfg.Clock.Now(), true)
 	}
 	if s.resStop {
 		e.inflight--
@@ -430,7 +432,7 @@ func (s *Scheduler) Stats() Stats {
 	defer s.mu.Unlock()
 	st := Stats{
 		Scheduled:    len(s.heap) + s.parkedN,
-		Running:      len(s.runq) + s.running,
+		Running:      len(s.coldq) + len(s.warmq) + s.running,
 		Delivered:    s.delivered,
 		Failed:       s.failed,
 		Dropped:      s.dropped,
@@ -449,15 +451,13 @@ func (s *Scheduler) work() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		for len(s.runq) == 0 && !s.stopped {
+		for len(s.coldq)+len(s.warmq) == 0 && !s.stopped {
 			s.workCond.Wait()
 		}
 		if s.stopped {
 			return
 		}
-		e := s.runq[0]
-		s.runq[0] = nil
-		s.runq = s.runq[1:]
+		e := s.nextLocked()
 		s.running++
 		d := Delivery{Key: e.key, Retry: e.retry, Drop: e.drop, Alarm: e.dropAt}
 		e.drop = false
@@ -509,14 +509,14 @@ func (s *Scheduler) completeLocked(e *entry, d Delivery, r Result) {
 				append(attrs, "err", r.Err)...)
 			return
 		}
-		s.scheduleLastLocked(e, now)
+		s.scheduleLastLocked(e, now, true)
 	case r.Err == nil:
 		if r.Ran {
 			s.delivered++
 		}
 		e.retry, e.infra = 0, 0
 		if e.changed { // the delivery's commit told us the stored alarm
-			s.scheduleLastLocked(e, now)
+			s.scheduleLastLocked(e, now, true)
 		}
 	default:
 		s.failed++
@@ -524,7 +524,7 @@ func (s *Scheduler) completeLocked(e *entry, d Delivery, r Result) {
 			// The alarm was replaced or deleted meanwhile: the new one
 			// takes over, and the failed one is not retried.
 			e.retry, e.infra = 0, 0
-			s.scheduleLastLocked(e, now)
+			s.scheduleLastLocked(e, now, true)
 			return
 		}
 		if r.Cancel {
@@ -532,7 +532,7 @@ func (s *Scheduler) completeLocked(e *entry, d Delivery, r Result) {
 			e.retry, e.infra = 0, 0
 			e.drop = true
 			e.dropAt = r.Alarm
-			s.enqueueLocked(e)
+			s.enqueueLocked(e, true)
 			return
 		}
 		if r.Infra {
@@ -540,7 +540,7 @@ func (s *Scheduler) completeLocked(e *entry, d Delivery, r Result) {
 			delay := s.cfg.Policy.Backoff(min(e.infra, maxInfraBackoff))
 			s.log.Warn("alarm: could not be delivered, will retry",
 				append(attrs, "alarm", r.Alarm, "attempt", e.infra, "in", delay, "err", r.Err)...)
-			s.scheduleAtLocked(e, now.Add(delay), now)
+			s.scheduleAtLocked(e, now.Add(delay), now, false)
 			return
 		}
 		e.retry++
@@ -551,30 +551,32 @@ func (s *Scheduler) completeLocked(e *entry, d Delivery, r Result) {
 			e.retry = 0
 			e.drop = true
 			e.dropAt = r.Alarm
-			s.enqueueLocked(e)
+			s.enqueueLocked(e, true)
 			return
 		}
 		delay := s.cfg.Policy.Backoff(e.retry)
 		s.log.Warn("alarm: failed, will retry",
 			append(attrs, "alarm", r.Alarm, "retry", e.retry, "in", delay, "err", r.Err)...)
-		s.scheduleAtLocked(e, now.Add(delay), now)
+		s.scheduleAtLocked(e, now.Add(delay), now, false)
 	}
 }
 
 // scheduleLastLocked schedules the object's latest committed alarm, or
-// unschedules it if there is none. e must not be running.
-func (s *Scheduler) scheduleLastLocked(e *entry, now time.Time) {
+// unschedules it if there is none. e must not be running; warm says the
+// object has just run (see enqueueLocked).
+func (s *Scheduler) scheduleLastLocked(e *entry, now time.Time, warm bool) {
 	if !e.lastOK {
 		s.unscheduleLocked(e)
 		e.state = stateIdle
 		s.maybeForgetLocked(e)
 		return
 	}
-	s.scheduleAtLocked(e, e.last, now)
+	s.scheduleAtLocked(e, e.last, now, warm)
 }
 
-// scheduleAtLocked plans a delivery of e at at. e must not be running.
-func (s *Scheduler) scheduleAtLocked(e *entry, at time.Time, now time.Time) {
+// scheduleAtLocked plans a delivery of e at at. e must not be running;
+// warm says the object has just run (see enqueueLocked).
+func (s *Scheduler) scheduleAtLocked(e *entry, at time.Time, now time.Time, warm bool) {
 	e.due = at
 	e.state = stateScheduled
 	if !s.ready[e.key.NS] {
@@ -589,7 +591,7 @@ func (s *Scheduler) scheduleAtLocked(e *entry, at time.Time, now time.Time) {
 		return
 	}
 	if !at.After(now) {
-		s.enqueueLocked(e)
+		s.enqueueLocked(e, warm)
 		return
 	}
 	if e.hi >= 0 {
@@ -611,13 +613,46 @@ func (s *Scheduler) unscheduleLocked(e *entry) {
 	}
 }
 
-// enqueueLocked hands e to the workers.
-func (s *Scheduler) enqueueLocked(e *entry) {
+// warmBurst is how many warm deliveries (see enqueueLocked) the workers
+// take in a row while cold ones wait.
+const warmBurst = 8
+
+// enqueueLocked hands e to the workers. A warm entry is due because the
+// object itself, just now in memory, committed an alarm whose time has
+// come (an alarm handler re-arming for now, say); the others fell due by
+// the clock, and their objects may have left memory. Workers prefer warm
+// entries, up to warmBurst in a row while cold ones wait: when more
+// alarms are due than objects fit in memory (Options.MaxLiveObjects),
+// taking them strictly in turn would cycle through every object and evict
+// each one before its next alarm, so that nearly every delivery paid for
+// an activation.
+func (s *Scheduler) enqueueLocked(e *entry, warm bool) {
 	s.unscheduleLocked(e)
 	e.state = stateRunning
 	e.changed = false
-	s.runq = append(s.runq, e)
+	if warm {
+		s.warmq = append(s.warmq, e)
+	} else {
+		s.coldq = append(s.coldq, e)
+	}
 	s.workCond.Signal()
+}
+
+// nextLocked takes the next entry to deliver; one must be queued.
+func (s *Scheduler) nextLocked() *entry {
+	q := &s.coldq
+	if len(s.warmq) > 0 && (len(s.coldq) == 0 || s.warmRun < warmBurst) {
+		q = &s.warmq
+		if len(s.coldq) > 0 {
+			s.warmRun++
+		}
+	} else {
+		s.warmRun = 0
+	}
+	e := (*q)[0]
+	(*q)[0] = nil
+	*q = (*q)[1:]
+	return e
 }
 
 // armLocked makes sure the timer fires by the earliest due time.
@@ -649,7 +684,7 @@ func (s *Scheduler) fire(gen uint64) {
 	s.timer = nil
 	now := s.cfg.Clock.Now()
 	for len(s.heap) > 0 && !s.heap[0].due.After(now) {
-		s.enqueueLocked(s.heap[0])
+		s.enqueueLocked(s.heap[0], false)
 	}
 	s.armLocked(now)
 }
@@ -734,7 +769,7 @@ func (s *Scheduler) resolveLoop() {
 				// delivery read the truth, no later than the index row.
 				e.uncertain = true
 				if e.idxOK && e.state != stateRunning && (e.state != stateScheduled || e.due.After(e.idx)) {
-					s.scheduleAtLocked(e, e.idx, now)
+					s.scheduleAtLocked(e, e.idx, now, false)
 				}
 				continue
 			}

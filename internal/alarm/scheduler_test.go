@@ -37,6 +37,7 @@ type fakeObjects struct {
 	stored     map[alarm.Key]time.Time
 	deliveries []alarm.Delivery
 	fail       map[alarm.Key]int // deliveries left to fail
+	rearm      map[alarm.Key]int // deliveries left that set the alarm again, for the same time
 }
 
 func key(i int) alarm.Key {
@@ -62,6 +63,10 @@ func (o *fakeObjects) deliver(ctx context.Context, d alarm.Delivery) alarm.Resul
 		default:
 			ok = false
 			r.Ran = true
+			if o.rearm[d.Key] > 0 {
+				o.rearm[d.Key]--
+				ok = true // due again at once, as a handler re-arming for now
+			}
 		}
 	}
 	o.mu.Unlock()
@@ -113,7 +118,7 @@ func openScheduler(t *testing.T, path string, fc *clock.Fake, o *fakeObjects) *a
 }
 
 func newObjects() *fakeObjects {
-	return &fakeObjects{stored: map[alarm.Key]time.Time{}, fail: map[alarm.Key]int{}}
+	return &fakeObjects{stored: map[alarm.Key]time.Time{}, fail: map[alarm.Key]int{}, rearm: map[alarm.Key]int{}}
 }
 
 func waitIdle(t *testing.T, s *alarm.Scheduler) {
@@ -152,6 +157,105 @@ func TestScheduler_DeliversInOrder(t *testing.T) {
 	}
 	if st := s.Stats(); st.Delivered != 10 || st.Scheduled != 0 {
 		t.Fatalf("Stats = %+v", st)
+	}
+}
+
+// Ensure an alarm an object sets for a time already due, from its own
+// handler, is delivered ahead of alarms that fell due by the clock (so that
+// a backlog of due alarms does not cycle through every object, evicting
+// each before its next alarm), but never more than alarm.WarmBurst in a
+// row while those wait.
+func TestScheduler_PrefersObjectsThatJustRan(t *testing.T) {
+	fc := clock.NewFake(t0)
+	o := newObjects()
+	s, err := alarm.Open(alarm.Config{
+		Path:    filepath.Join(t.TempDir(), "index"),
+		NoSync:  true,
+		Clock:   fc,
+		Workers: 1, // deliveries in a strict sequence
+		Deliver: o.deliver,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.s, o.c = s, fc
+	t.Cleanup(func() { s.Close() })
+	// Objects 0-9 fire 4 times each (3 re-arms); object 10 re-arms for
+	// ever, as a handler that keeps processing a queue would.
+	const objects, rounds = 10, 4
+	for i := range objects {
+		o.rearm[key(i)] = rounds - 1
+		o.commit(key(i), t0.Add(time.Second), true)
+	}
+	o.rearm[key(objects)] = 1 << 30
+	o.commit(key(objects), t0.Add(time.Second), true)
+	s.Ready("ns")
+	fc.Advance(time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		o.mu.Lock()
+		left := 0
+		for i := range objects {
+			if _, ok := o.stored[key(i)]; ok {
+				left++
+			}
+		}
+		o.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d objects still hold alarms after %d deliveries", left, len(o.Deliveries()))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	o.mu.Lock()
+	o.rearm[key(objects)] = 0
+	o.mu.Unlock()
+	waitIdle(t, s)
+
+	// Each bounded object's deliveries come one after another, except
+	// where the endless one takes turns; the endless one never runs more
+	// than 1+WarmBurst times in a row (its cold delivery, then warm ones)
+	// while another object's first alarm waits.
+	var seq []int // object numbers, in delivery order
+	for _, d := range o.Deliveries() {
+		seq = append(seq, int(d.Key.ID[0])<<8|int(d.Key.ID[1]))
+	}
+	firsts := 0 // bounded objects delivered so far
+	seen := map[int]int{}
+	run := 0 // consecutive deliveries of the endless object
+	for i, n := range seq {
+		if n == objects {
+			run++
+			if firsts < objects && run > 1+alarm.WarmBurst {
+				t.Fatalf("endless object delivered %d times in a row while cold alarms waited: %v", run, seq[:i+1])
+			}
+			continue
+		}
+		run = 0
+		if seen[n] == 0 {
+			firsts++
+		}
+		seen[n]++
+	}
+	// Without the endless object in the way, each bounded object's
+	// rounds are consecutive: strip it and check.
+	var bounded []int
+	for _, n := range seq {
+		if n != objects {
+			bounded = append(bounded, n)
+		}
+	}
+	if len(bounded) != objects*rounds {
+		t.Fatalf("%d deliveries to the bounded objects, want %d: %v", len(bounded), objects*rounds, seq)
+	}
+	for i := 0; i < len(bounded); i += rounds {
+		for j := i; j < i+rounds; j++ {
+			if bounded[j] != bounded[i] {
+				t.Fatalf("object %d's deliveries are interleaved with others: %v", bounded[i], bounded)
+			}
+		}
 	}
 }
 

@@ -97,6 +97,7 @@ type Engine struct {
 	evictions atomic.Uint64
 	shrinks   atomic.Uint64
 	live      atomic.Int64
+	uses      atomic.Uint64 // counts Leave calls; orders objects by last use
 
 	trimming atomic.Bool    // a trim to MaxLive is under way
 	closers  sync.WaitGroup // goroutines closing trimmed activations
@@ -154,9 +155,10 @@ type Object struct {
 	shard *shard
 
 	lock     turnLock
-	refs     atomic.Int32 // incremented under shard.mu
-	lastUsed atomic.Int64 // clock time in unix nanoseconds
-	shrunk   atomic.Int64 // lastUsed when the activation was last shrunk
+	refs     atomic.Int32  // incremented under shard.mu
+	lastUsed atomic.Int64  // clock time in unix nanoseconds
+	useSeq   atomic.Uint64 // Engine.uses at the last Leave: the order of use for trim
+	shrunk   atomic.Int64  // lastUsed when the activation was last shrunk
 
 	actMu sync.Mutex // guards act
 	act   Activation
@@ -198,6 +200,7 @@ func (e *Engine) Enter(key string) (*Object, error) {
 // Leave unpins the slot.
 func (o *Object) Leave() {
 	o.lastUsed.Store(o.e.cfg.Clock.Now().UnixNano())
+	o.useSeq.Store(o.e.uses.Add(1))
 	o.refs.Add(-1)
 	o.e.leaveInflight()
 }
@@ -250,14 +253,17 @@ func (o *Object) SetActivation(a Activation) {
 // (their databases) happens on a goroutine that Shutdown waits for. Only
 // one trim chooses at a time; callers that find one choosing go on.
 func (e *Engine) trim() {
-	if e.closed.Load() || !e.trimming.CompareAndSwap(false, true) {
+	// WaitRoom calls trim while evicted objects close, with nothing to
+	// choose yet: return before scanning every live object (and before
+	// waking the waiters, which would call it again at once).
+	if e.closed.Load() || int(e.live.Load()) <= e.cfg.MaxLive*9/10 || !e.trimming.CompareAndSwap(false, true) {
 		return
 	}
 	excess := int(e.live.Load()) - e.cfg.MaxLive*9/10
 	type candidate struct {
 		sh   *shard
 		key  string
-		used int64
+		used uint64
 	}
 	var cands []candidate
 	for i := range e.shards {
@@ -265,7 +271,7 @@ func (e *Engine) trim() {
 		sh.mu.Lock()
 		for k, o := range sh.m {
 			if o.refs.Load() == 0 && o.lock.idle() {
-				cands = append(cands, candidate{sh, k, o.lastUsed.Load()})
+				cands = append(cands, candidate{sh, k, o.useSeq.Load()})
 			}
 		}
 		sh.mu.Unlock()

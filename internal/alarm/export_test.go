@@ -1,0 +1,4 @@
+package alarm
+
+// WarmBurst exports warmBurst to the tests.
+const WarmBurst = warmBurst
