@@ -299,6 +299,7 @@ func openAlarms(rt *Runtime) error {
 		},
 		Workers: o.AlarmConcurrency,
 		Logger:  rt.log,
+		Room:    rt.eng.Room,
 		Deliver: rt.deliverAlarm,
 	})
 	if err != nil {

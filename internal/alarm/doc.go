@@ -37,9 +37,10 @@
 //
 // When an alarm falls due the scheduler calls Config.Deliver on one of a
 // bounded pool of workers, never twice at once for one object. Due alarms
-// wait in arrival order, except that an alarm an object commits for a time
-// already passed (its handler re-arming, say) goes ahead of the others, a
-// bounded number in a row: its object is in memory, while the others' may
+// wait in arrival order, except when more are due than objects fit in
+// memory (Config.Room): then an alarm an object commits for a time already
+// passed (its handler re-arming, say) goes ahead of the others, a bounded
+// number in a row, since its object is in memory while the others' may
 // have to be activated (see enqueueLocked).
 //
 // Deliver runs the alarm as a turn of the object: it reads the stored

@@ -89,6 +89,11 @@ type Config struct {
 	Workers int
 	// Logger receives failures, retries and drops; nil discards them.
 	Logger *slog.Logger
+	// Room reports how many more objects fit in memory before others are
+	// evicted to make room; while fewer than the alarms due by the clock,
+	// deliveries to objects that just ran go first (see enqueueLocked).
+	// Nil means memory is unbounded.
+	Room func() int
 	// Deliver runs an alarm as a turn of its object (see the package
 	// doc). It is called from the Scheduler's workers, never twice at once
 	// for one key; ctx is cancelled by Close.
@@ -140,6 +145,7 @@ type entry struct {
 	drop    bool      // the next delivery drops the alarm
 	dropAt  time.Time // the alarm to drop
 	changed bool      // a commit changed the alarm while running
+	seq     uint64    // arrival order in the run queues
 
 	// The object's alarm as of its latest commit that touched it.
 	last   time.Time
@@ -206,6 +212,7 @@ type Scheduler struct {
 	coldq     []*entry   // due by the clock, waiting for a worker
 	warmq     []*entry   // due as set by a commit of the (live) object itself
 	warmRun   int        // warmq entries taken in a row while coldq waited
+	enqueued  uint64     // entries ever queued: the arrival order (entry.seq)
 	running   int        // deliveries in progress
 	waiting   int        // of which waiting for durability off a worker
 	workCond  *sync.Cond // a queue grew, or stopped
@@ -614,22 +621,27 @@ func (s *Scheduler) unscheduleLocked(e *entry) {
 }
 
 // warmBurst is how many warm deliveries (see enqueueLocked) the workers
-// take in a row while cold ones wait.
+// take in a row while cold ones wait and would overflow memory.
 const warmBurst = 8
 
 // enqueueLocked hands e to the workers. A warm entry is due because the
 // object itself, just now in memory, committed an alarm whose time has
 // come (an alarm handler re-arming for now, say); the others fell due by
-// the clock, and their objects may have left memory. Workers prefer warm
-// entries, up to warmBurst in a row while cold ones wait: when more
-// alarms are due than objects fit in memory (Options.MaxLiveObjects),
-// taking them strictly in turn would cycle through every object and evict
-// each one before its next alarm, so that nearly every delivery paid for
-// an activation.
+// the clock, and their objects may have left memory. Workers take entries
+// in arrival order, except while more cold entries wait than objects fit
+// in memory besides those there now (Config.Room): then they prefer warm
+// entries, up to warmBurst in a row while cold ones wait. Taking them
+// strictly in turn would then cycle through more objects than
+// Options.MaxLiveObjects and evict each one before its next alarm, so
+// that nearly every delivery paid for an activation; with room to spare,
+// arrival order keeps more objects' deliveries in flight at once (more
+// commits share each fsync).
 func (s *Scheduler) enqueueLocked(e *entry, warm bool) {
 	s.unscheduleLocked(e)
 	e.state = stateRunning
 	e.changed = false
+	s.enqueued++
+	e.seq = s.enqueued
 	if warm {
 		s.warmq = append(s.warmq, e)
 	} else {
@@ -641,12 +653,19 @@ func (s *Scheduler) enqueueLocked(e *entry, warm bool) {
 // nextLocked takes the next entry to deliver; one must be queued.
 func (s *Scheduler) nextLocked() *entry {
 	q := &s.coldq
-	if len(s.warmq) > 0 && (len(s.coldq) == 0 || s.warmRun < warmBurst) {
+	switch {
+	case len(s.warmq) == 0:
+	case len(s.coldq) == 0:
 		q = &s.warmq
-		if len(s.coldq) > 0 {
-			s.warmRun++
+	case s.cfg.Room == nil || len(s.coldq) <= s.cfg.Room():
+		s.warmRun = 0
+		if s.warmq[0].seq < s.coldq[0].seq {
+			q = &s.warmq
 		}
-	} else {
+	case s.warmRun < warmBurst:
+		q = &s.warmq
+		s.warmRun++
+	default:
 		s.warmRun = 0
 	}
 	e := (*q)[0]

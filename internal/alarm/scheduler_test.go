@@ -160,12 +160,11 @@ func TestScheduler_DeliversInOrder(t *testing.T) {
 	}
 }
 
-// Ensure an alarm an object sets for a time already due, from its own
-// handler, is delivered ahead of alarms that fell due by the clock (so that
-// a backlog of due alarms does not cycle through every object, evicting
-// each before its next alarm), but never more than alarm.WarmBurst in a
-// row while those wait.
-func TestScheduler_PrefersObjectsThatJustRan(t *testing.T) {
+// rearmRun delivers, on one worker, the alarms of objects 0-9, each of
+// which re-arms itself for the same (past) time 3 times, and of object 10,
+// which re-arms for ever until the others are done. It returns the
+// objects' numbers in delivery order.
+func rearmRun(t *testing.T, crowded bool) []int {
 	fc := clock.NewFake(t0)
 	o := newObjects()
 	s, err := alarm.Open(alarm.Config{
@@ -173,29 +172,32 @@ func TestScheduler_PrefersObjectsThatJustRan(t *testing.T) {
 		NoSync:  true,
 		Clock:   fc,
 		Workers: 1, // deliveries in a strict sequence
+		Room: func() int {
+			if crowded {
+				return 0
+			}
+			return 1000
+		},
 		Deliver: o.deliver,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	o.s, o.c = s, fc
-	t.Cleanup(func() { s.Close() })
-	// Objects 0-9 fire 4 times each (3 re-arms); object 10 re-arms for
-	// ever, as a handler that keeps processing a queue would.
-	const objects, rounds = 10, 4
-	for i := range objects {
-		o.rearm[key(i)] = rounds - 1
+	defer s.Close()
+	for i := range rearmObjects {
+		o.rearm[key(i)] = rearmRounds - 1
 		o.commit(key(i), t0.Add(time.Second), true)
 	}
-	o.rearm[key(objects)] = 1 << 30
-	o.commit(key(objects), t0.Add(time.Second), true)
+	o.rearm[key(rearmObjects)] = 1 << 30
+	o.commit(key(rearmObjects), t0.Add(time.Second), true)
 	s.Ready("ns")
 	fc.Advance(time.Second)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		o.mu.Lock()
 		left := 0
-		for i := range objects {
+		for i := range rearmObjects {
 			if _, ok := o.stored[key(i)]; ok {
 				left++
 			}
@@ -210,53 +212,81 @@ func TestScheduler_PrefersObjectsThatJustRan(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	o.mu.Lock()
-	o.rearm[key(objects)] = 0
+	o.rearm[key(rearmObjects)] = 0
 	o.mu.Unlock()
 	waitIdle(t, s)
-
-	// Each bounded object's deliveries come one after another, except
-	// where the endless one takes turns; the endless one never runs more
-	// than 1+WarmBurst times in a row (its cold delivery, then warm ones)
-	// while another object's first alarm waits.
-	var seq []int // object numbers, in delivery order
+	var seq []int
 	for _, d := range o.Deliveries() {
 		seq = append(seq, int(d.Key.ID[0])<<8|int(d.Key.ID[1]))
 	}
+	return seq
+}
+
+const rearmObjects, rearmRounds = 10, 4
+
+// Ensure that while memory is crowded (Config.Room is below the alarms
+// due), an alarm an object
+// sets for a time already due, from its own handler, is delivered ahead
+// of alarms that fell due by the clock (so that a backlog of due alarms
+// does not cycle through every object, evicting each before its next
+// alarm), but never more than alarm.WarmBurst in a row while those wait;
+// and that otherwise alarms go in arrival order.
+func TestScheduler_PrefersObjectsThatJustRan(t *testing.T) {
+	seq := rearmRun(t, true)
+	// The endless object never runs more than 1+WarmBurst times in a row
+	// (its cold delivery, then warm ones) while another object's first
+	// alarm waits.
 	firsts := 0 // bounded objects delivered so far
-	seen := map[int]int{}
+	seen := map[int]bool{}
 	run := 0 // consecutive deliveries of the endless object
 	for i, n := range seq {
-		if n == objects {
+		if n == rearmObjects {
 			run++
-			if firsts < objects && run > 1+alarm.WarmBurst {
+			if firsts < rearmObjects && run > 1+alarm.WarmBurst {
 				t.Fatalf("endless object delivered %d times in a row while cold alarms waited: %v", run, seq[:i+1])
 			}
 			continue
 		}
 		run = 0
-		if seen[n] == 0 {
+		if !seen[n] {
 			firsts++
+			seen[n] = true
 		}
-		seen[n]++
 	}
 	// Without the endless object in the way, each bounded object's
-	// rounds are consecutive: strip it and check.
-	var bounded []int
-	for _, n := range seq {
-		if n != objects {
-			bounded = append(bounded, n)
-		}
-	}
-	if len(bounded) != objects*rounds {
-		t.Fatalf("%d deliveries to the bounded objects, want %d: %v", len(bounded), objects*rounds, seq)
-	}
-	for i := 0; i < len(bounded); i += rounds {
-		for j := i; j < i+rounds; j++ {
+	// rounds are consecutive.
+	bounded := withoutEndless(t, seq)
+	for i := 0; i < len(bounded); i += rearmRounds {
+		for j := i; j < i+rearmRounds; j++ {
 			if bounded[j] != bounded[i] {
-				t.Fatalf("object %d's deliveries are interleaved with others: %v", bounded[i], bounded)
+				t.Fatalf("crowded: object %d's deliveries are interleaved with others: %v", bounded[i], bounded)
 			}
 		}
 	}
+
+	// Not crowded: arrival order, so the bounded objects take turns.
+	bounded = withoutEndless(t, rearmRun(t, false))
+	for i := 1; i < rearmObjects; i++ {
+		if bounded[i] == bounded[0] {
+			t.Fatalf("not crowded: object %d delivered again before every other object's first alarm: %v", bounded[0], bounded)
+		}
+	}
+}
+
+// withoutEndless drops rearmRun's endless object from seq and checks the
+// count of the others' deliveries.
+func withoutEndless(t *testing.T, seq []int) []int {
+	t.Helper()
+	var bounded []int
+	for _, n := range seq {
+		if n != rearmObjects {
+			bounded = append(bounded, n)
+		}
+	}
+	if len(bounded) != rearmObjects*rearmRounds {
+		t.Fatalf("%d deliveries to the bounded objects, want %d: %v", len(bounded), rearmObjects*rearmRounds, seq)
+	}
+	return bounded
 }
 
 // Ensure a failing alarm is retried with backoff and dropped after the

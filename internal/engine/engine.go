@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -304,6 +305,17 @@ func (e *Engine) trim() {
 	}
 	e.trimming.Store(false)
 	e.roomChanged() // waiters re-check, whether or not there were victims
+}
+
+// Room returns how many more objects can be activated before live ones
+// and evicted ones still closing reach 90% of MaxLive, where trims start
+// evicting; math.MaxInt without MaxLive.
+func (e *Engine) Room() int {
+	limit := int64(e.cfg.MaxLive)
+	if limit <= 0 {
+		return math.MaxInt
+	}
+	return int(max(0, limit*9/10-e.live.Load()-e.closing.Load()))
 }
 
 // WaitRoom is called before an object is activated. With MaxLive set, it
