@@ -257,10 +257,10 @@ func (e *Engine) trim() {
 	// WaitRoom calls trim while evicted objects close, with nothing to
 	// choose yet: return before scanning every live object (and before
 	// waking the waiters, which would call it again at once).
-	if e.closed.Load() || int(e.live.Load()) <= e.cfg.MaxLive*9/10 || !e.trimming.CompareAndSwap(false, true) {
+	if e.closed.Load() || e.live.Load() <= e.trimLevel() || !e.trimming.CompareAndSwap(false, true) {
 		return
 	}
-	excess := int(e.live.Load()) - e.cfg.MaxLive*9/10
+	excess := int(e.live.Load() - e.trimLevel())
 	type candidate struct {
 		sh   *shard
 		key  string
@@ -307,15 +307,18 @@ func (e *Engine) trim() {
 	e.roomChanged() // waiters re-check, whether or not there were victims
 }
 
+// trimLevel is the number of live objects a trim evicts down to: 90% of
+// MaxLive, so that each trim makes room for several activations.
+func (e *Engine) trimLevel() int64 { return int64(e.cfg.MaxLive) * 9 / 10 }
+
 // Room returns how many more objects can be activated before live ones
-// and evicted ones still closing reach 90% of MaxLive, where trims start
+// and evicted ones still closing reach trimLevel, where trims start
 // evicting; math.MaxInt without MaxLive.
 func (e *Engine) Room() int {
-	limit := int64(e.cfg.MaxLive)
-	if limit <= 0 {
+	if e.cfg.MaxLive <= 0 {
 		return math.MaxInt
 	}
-	return int(max(0, limit*9/10-e.live.Load()-e.closing.Load()))
+	return int(max(0, e.trimLevel()-e.live.Load()-e.closing.Load()))
 }
 
 // WaitRoom is called before an object is activated. With MaxLive set, it
@@ -341,7 +344,7 @@ func (e *Engine) WaitRoom(ctx context.Context) error {
 		if live+e.closing.Load() < limit {
 			return nil
 		}
-		if live >= limit*9/10 {
+		if live >= e.trimLevel() {
 			e.trim()
 		}
 		if e.closing.Load() == 0 && !e.trimming.Load() {
