@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ var (
 	benchAlarmObjects = flag.Int("alarmbench.objects", 10000, "objects in BenchmarkAlarm_Fire")
 	benchAlarmRounds  = flag.Int("alarmbench.rounds", 10, "alarms per object in BenchmarkAlarm_Fire")
 	benchStartup      = flag.Int("alarmbench.startup", 100000, "objects holding alarms in BenchmarkAlarm_Startup")
+	benchAlarmWorkers = flag.Int("alarmbench.workers", 0, "Options.AlarmConcurrency in BenchmarkAlarm_Fire (0: the default)")
 	benchAlarmEvict   = flag.Bool("alarmbench.evict", false, "in BenchmarkAlarm_Fire, evict objects idle for a second of fake time, moving the clock a second every 20 ms (for more objects than open files allow)")
 )
 
@@ -197,11 +199,14 @@ func benchAlarmFire(b *testing.B, rearmOnly bool) {
 				if os.Getenv("ALARMBENCH_LOG") != "" {
 					log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 				}
-				rt := openRuntime(b, durable.Options{Durability: mode, Clock: fc, IdleTimeout: idle, Logger: log})
+				rt := openRuntime(b, durable.Options{Durability: mode, Clock: fc, IdleTimeout: idle, Logger: log, AlarmConcurrency: *benchAlarmWorkers})
 				env := &beeperEnv{clock: fc, rounds: rounds, rearmOnly: rearmOnly, want: int64(objects * rounds), done: make(chan struct{})}
 				ns := durable.MustRegister(rt, "Beeper", newBeeper, env)
 				setAlarms(b, rt, ns, objects, true, func(int) time.Time { return t0.Add(time.Second) })
 				rt.EvictIdle()
+				// Creating the objects left the file system's metadata
+				// dirty; write it back now, not during the timed part.
+				syscall.Sync()
 				before, setup := rt.Stats(), rt.AlarmStats()
 				stopProfile := profileRegion(b, "ALARMBENCH_CPUPROFILE")
 				b.StartTimer()
@@ -254,10 +259,25 @@ func machineBusy() time.Duration {
 // environment variable env, if it is set, and returns the function that
 // stops it: for profiling the timed part of a benchmark without its
 // setup.
+//
+// If BENCH_PERF_CTL names the control FIFO of a perf started with
+// --control fifo:PATH -D -1, the region also enables and disables perf, so
+// that a system-wide perf record covers the same part.
 func profileRegion(b testing.TB, env string) (stop func()) {
+	perfCtl(b, "enable")
+	if path := os.Getenv(env + "_TRACE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := trace.Start(f); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { trace.Stop(); f.Close() })
+	}
 	path := os.Getenv(env)
 	if path == "" {
-		return func() {}
+		return func() { perfCtl(b, "disable") }
 	}
 	f, err := os.Create(path)
 	if err != nil {
@@ -267,10 +287,22 @@ func profileRegion(b testing.TB, env string) (stop func()) {
 		b.Fatal(err)
 	}
 	return func() {
+		perfCtl(b, "disable")
 		pprof.StopCPUProfile()
 		if err := f.Close(); err != nil {
 			b.Error(err)
 		}
+	}
+}
+
+// perfCtl sends cmd to perf's control FIFO named by BENCH_PERF_CTL, if set.
+func perfCtl(b testing.TB, cmd string) {
+	path := os.Getenv("BENCH_PERF_CTL")
+	if path == "" {
+		return
+	}
+	if err := os.WriteFile(path, []byte(cmd+"\n"), 0); err != nil {
+		b.Fatalf("perf control: %v", err)
 	}
 }
 
