@@ -31,14 +31,18 @@ const (
 	bigCacheBytes    = 4 << 20
 )
 
-var bigBlocks struct {
-	orig lib.Tsqlite3_mem_methods // SQLite's default allocator
+// bigBlockCache is the wrapper's state (one, bigBlocks).
+type bigBlockCache struct {
+	orig      lib.Tsqlite3_mem_methods // SQLite's default allocator
+	installed bool                     // SQLite allocates through bigMalloc and bigFree
 
 	mu    sync.Mutex
-	free  [bigMax/bigUnit + 1][]uintptr // by size in bigUnits
-	bytes int                           // in free
-	hits  int64                         // allocations served from free
+	kept  [bigMax/bigUnit + 1][]uintptr // by size in bigUnits
+	bytes int                           // in kept
+	hits  int64                         // allocations served from kept
 }
+
+var bigBlocks bigBlockCache
 
 // funcPointer returns the C function pointer of a top-level Go function, as
 // the transpiled SQLite represents it (the func value's pointer).
@@ -65,7 +69,8 @@ func installBigBlockCache(tls *libc.TLS, config func(op int32, args ...any) bool
 	b.orig = *cm
 	cm.FxMalloc = funcPointer(bigMalloc)
 	cm.FxFree = funcPointer(bigFree)
-	return config(lib.SQLITE_CONFIG_MALLOC, m)
+	b.installed = config(lib.SQLITE_CONFIG_MALLOC, m)
+	return b.installed
 }
 
 func bigClass(n int64) int {
@@ -79,9 +84,9 @@ func bigMalloc(tls *libc.TLS, n int32) uintptr {
 	b := &bigBlocks
 	if c := bigClass(int64(n)); c != 0 {
 		b.mu.Lock()
-		if k := len(b.free[c]); k > 0 {
-			p := b.free[c][k-1]
-			b.free[c] = b.free[c][:k-1]
+		if k := len(b.kept[c]); k > 0 {
+			p := b.kept[c][k-1]
+			b.kept[c] = b.kept[c][:k-1]
 			b.bytes -= c * bigUnit
 			b.hits++
 			b.mu.Unlock()
@@ -96,10 +101,19 @@ func bigMalloc(tls *libc.TLS, n int32) uintptr {
 func bigFree(tls *libc.TLS, p uintptr) {
 	b := &bigBlocks
 	size := (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&b.orig.FxSize)))(tls, p)
+	if size == handles.size.Load() && keepHandle(p) {
+		return // a connection's handle, freed by CloseConn (conn.go)
+	}
+	b.free(tls, p, size)
+}
+
+// free frees p, a block of size bytes, keeping it for reuse if it is of a
+// cached size.
+func (b *bigBlockCache) free(tls *libc.TLS, p uintptr, size int32) {
 	if c := bigClass(int64(size)); c != 0 && int(size) == c*bigUnit {
 		b.mu.Lock()
-		if len(b.free[c]) < bigCachePerClass && b.bytes+int(size) <= bigCacheBytes {
-			b.free[c] = append(b.free[c], p)
+		if len(b.kept[c]) < bigCachePerClass && b.bytes+int(size) <= bigCacheBytes {
+			b.kept[c] = append(b.kept[c], p)
 			b.bytes += int(size)
 			b.mu.Unlock()
 			return

@@ -2,35 +2,149 @@ package storage
 
 import (
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
+	"modernc.org/libc"
 	lib "modernc.org/sqlite/lib"
 	"zombiezen.com/go/sqlite"
 )
 
-// connMu serialises opening and closing SQLite connections in the process.
+// Connections open and close in parallel, with one hazard handled here.
 //
 // zombiezen.com/go/sqlite v1.4.2 frees a connection's sqlite3 handle in
 // Conn.Close before it removes the handle's address from its process-wide
 // tables (authorizers, busy handlers, connections). A connection opened on
-// another goroutine in between can be given the same address, register
+// another goroutine in between could be given the same address, register
 // itself, and then lose its entries to the late removal: its authorizer
-// callback then finds nothing and the process crashes. Holding connMu
-// across OpenConn and across Close closes that window.
-var connMu sync.Mutex
+// callback would then find nothing and the process would crash.
+//
+// So CloseConn holds the handle's memory while Close runs: SQLite frees
+// through storage's allocator wrapper (alloc.go), which keeps the block
+// of a handle being closed instead of freeing it, and CloseConn frees the
+// block once Close has returned. No connection can be given the address
+// while the driver still knows it. (Serialising every open and close on
+// one mutex did the same, but made the opens and closes of thousands of
+// objects a queue.)
+//
+// Where the wrapper is not installed (SQLite was initialized by another
+// user of the library first) or the driver's layout is not the one
+// storage knows, opens and closes fall back to that one mutex, connMu.
+var (
+	connMu sync.Mutex
+
+	handles struct {
+		// size is the allocator's size of a sqlite3 handle's block (set
+		// once by verifyLayout); zero means that holding is not
+		// possible and connMu serialises instead.
+		size atomic.Int32
+		n    atomic.Int32 // len(held), read without mu by the allocator
+
+		mu   sync.Mutex
+		held map[uintptr]bool // handle being closed -> its block was freed (kept)
+		tls  *libc.TLS        // for the deferred free, under mu
+	}
+)
 
 // OpenConn opens a SQLite connection. Every connection of the process must
-// be opened with OpenConn and closed with CloseConn (see connMu).
+// be opened with OpenConn and closed with CloseConn.
 func OpenConn(path string, flags sqlite.OpenFlags) (*sqlite.Conn, error) {
-	connMu.Lock()
-	defer connMu.Unlock()
+	if err := checkLayout(); err != nil {
+		return nil, err
+	}
+	if handles.size.Load() == 0 {
+		connMu.Lock()
+		defer connMu.Unlock()
+	}
 	return sqlite.OpenConn(path, flags)
 }
 
 // CloseConn closes a connection opened with OpenConn.
 func CloseConn(c *sqlite.Conn) error {
+	if handles.size.Load() == 0 {
+		connMu.Lock()
+		defer connMu.Unlock()
+		return c.Close()
+	}
+	p := rawOf(c).db
+	holdHandle(p)
+	err := c.Close()
+	releaseHandle(p)
+	return err
+}
+
+// openForCheck opens the connection checkLayout inspects, on connMu: not
+// with OpenConn, which waits for the check.
+func openForCheck() (*sqlite.Conn, error) {
+	connMu.Lock()
+	defer connMu.Unlock()
+	return sqlite.OpenConn(":memory:", sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenMemory)
+}
+
+// closeForCheck closes the connection of openForCheck, on connMu.
+func closeForCheck(c *sqlite.Conn) error {
 	connMu.Lock()
 	defer connMu.Unlock()
 	return c.Close()
+}
+
+// holdHandle makes the allocator keep the block of handle p when SQLite
+// frees it, until releaseHandle.
+func holdHandle(p uintptr) {
+	handles.mu.Lock()
+	if handles.held == nil {
+		handles.held = make(map[uintptr]bool)
+	}
+	handles.held[p] = false
+	handles.n.Store(int32(len(handles.held)))
+	handles.mu.Unlock()
+}
+
+// releaseHandle ends holdHandle and frees the block if SQLite freed it
+// (and reports whether it did).
+func releaseHandle(p uintptr) (freed bool) {
+	handles.mu.Lock()
+	defer handles.mu.Unlock()
+	freed = handles.held[p]
+	delete(handles.held, p)
+	handles.n.Store(int32(len(handles.held)))
+	if freed {
+		bigBlocks.free(handles.tls, p, handles.size.Load())
+	}
+	return freed
+}
+
+// keepHandle is called by the allocator for every freed block of a
+// handle's size: it reports whether p is a handle being closed, whose
+// freeing releaseHandle then does.
+func keepHandle(p uintptr) bool {
+	if handles.n.Load() == 0 {
+		return false
+	}
+	handles.mu.Lock()
+	defer handles.mu.Unlock()
+	if _, ok := handles.held[p]; !ok {
+		return false
+	}
+	handles.held[p] = true
+	return true
+}
+
+// learnHandleSize records the allocator's block size of handle db, opened
+// on tls, if the allocator wrapper is installed: from then on connections
+// open and close without connMu.
+func learnHandleSize(tls *libc.TLS, db uintptr) {
+	if !bigBlocks.installed {
+		return
+	}
+	size := (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&bigBlocks.orig.FxSize)))(tls, db)
+	if size <= 0 {
+		return
+	}
+	handles.mu.Lock()
+	handles.tls = libc.NewTLS()
+	handles.mu.Unlock()
+	handles.size.Store(size)
 }
 
 // SetDefensive turns on SQLite's defensive mode for c (no writes to the

@@ -157,11 +157,11 @@ func checkLayout() error {
 }
 
 func verifyLayout() error {
-	c, err := OpenConn(":memory:", sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenMemory)
+	c, err := openForCheck()
 	if err != nil {
 		return fmt.Errorf("storage: verify driver: %w", err)
 	}
-	defer CloseConn(c)
+	defer closeForCheck(c)
 	const query = "SELECT 1 /* storage layout check */"
 	s, _, err := c.PrepareTransient(query)
 	if err != nil {
@@ -176,6 +176,7 @@ func verifyLayout() error {
 	if st == 0 || lib.Xsqlite3_db_handle(r.tls, st) != r.db || libc.GoString(lib.Xsqlite3_sql(r.tls, st)) != query {
 		return errors.New("storage: unsupported zombiezen.com/go/sqlite version (statement layout)")
 	}
+	learnHandleSize(r.tls, r.db)
 	return nil
 }
 

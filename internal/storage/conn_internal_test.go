@@ -1,0 +1,68 @@
+package storage
+
+import (
+	"testing"
+
+	"zombiezen.com/go/sqlite"
+)
+
+// TestCloseConn_HoldsHandle: while a connection is closing, no connection
+// opened meanwhile is given its handle's address (the driver still has the
+// address in its tables until Close returns), and the handle is freed
+// once the close is done.
+//
+// The allocator hands out the most recently freed block of a size first,
+// so without holding, an open right after the close gets the very same
+// address: the first part checks that, so that the test would notice if
+// the second part could not fail.
+func TestCloseConn_HoldsHandle(t *testing.T) {
+	if err := checkLayout(); err != nil {
+		t.Fatal(err)
+	}
+	if handles.size.Load() == 0 {
+		t.Skip("allocator wrapper not installed: closes serialise on connMu")
+	}
+	open := func() *sqlite.Conn {
+		t.Helper()
+		c, err := OpenConn(":memory:", sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenMemory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	// Not held: the address comes back at once.
+	a := open()
+	pa := rawOf(a).db
+	if err := a.Close(); err != nil { // the driver's Close, without holding
+		t.Fatal(err)
+	}
+	b := open()
+	if pb := rawOf(b).db; pb != pa {
+		CloseConn(b)
+		t.Skipf("the allocator did not reuse the freed handle (%#x, then %#x): this test cannot tell holding from luck", pa, pb)
+	}
+
+	// Held: a connection opened while b is closing gets another address,
+	// and b's block is freed when the close is done.
+	pb := rawOf(b).db
+	holdHandle(pb)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c := open()
+	pc := rawOf(c).db
+	freed := releaseHandle(pb)
+	if pc == pb {
+		t.Fatalf("a connection opened during a close got the closing handle's address %#x", pb)
+	}
+	if !freed {
+		t.Errorf("the closed handle %#x was not freed after the close", pb)
+	}
+	if err := CloseConn(c); err != nil {
+		t.Error(err)
+	}
+	if n := handles.n.Load(); n != 0 {
+		t.Errorf("%d handles still held after every close", n)
+	}
+}
