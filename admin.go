@@ -147,6 +147,10 @@ func (rt *Runtime) adminAPI() (inspect.API, error) {
 // does nothing. The token must have at least MinAdminTokenLength
 // characters.
 //
+// The handler also serves the runtime's Prometheus metrics at GET
+// /metrics (MetricsHandler), behind the same token: a scraper sends it as
+// its bearer token.
+//
 // The API reads and writes every object's data: serve it where only
 // operators can reach it, over TLS if it leaves the machine. The routes
 // are documented in docs/cli.md.
@@ -158,7 +162,7 @@ func (rt *Runtime) AdminHandler(token string) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return inspect.NewHandler(api, token)
+	return inspect.NewHandler(api, token, inspect.Route{Pattern: "GET /metrics", Handler: rt.MetricsHandler()})
 }
 
 // AdminURL returns the URL of the admin API that Options.AdminAddr

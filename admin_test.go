@@ -15,6 +15,8 @@ import (
 	"github.com/durable-go/durable"
 	"github.com/durable-go/durable/internal/hook"
 	"github.com/durable-go/durable/internal/inspect"
+	"github.com/prometheus/client_golang/prometheus"
+	"net"
 )
 
 const adminToken = "admin-test-token-0123456789"
@@ -385,4 +387,58 @@ func TestAdmin_ResolveAfterRename(t *testing.T) {
 	if want, _ := others.IDFromName("x"); err != nil || id.String() != want.String() {
 		t.Fatalf("folder without migrations: %v, %v; want %v", id, err, want)
 	}
+}
+
+// Ensure the admin address serves the runtime's metrics at /metrics,
+// behind the admin token like the rest of the API.
+func TestAdmin_Metrics(t *testing.T) {
+	rt, ns, _, _ := adminRuntime(t, t.TempDir())
+	add(t, ns, "x", 5)
+	get := func(auth string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", rt.AdminURL()+"/metrics", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, auth := range []string{"", "Bearer not-the-token-0123456789", "Basic " + adminToken} {
+		if code, body := get(auth); code != http.StatusUnauthorized || strings.Contains(body, "durable_") {
+			t.Errorf("GET /metrics, Authorization %q: %d %.80q, want 401 without metrics", auth, code, body)
+		}
+	}
+	code, body := get("Bearer " + adminToken)
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics with the token: %d %s", code, body)
+	}
+	want := `durable_calls_total{kind="rpc",namespace="Tally"} 1`
+	if !strings.Contains(body, want) {
+		t.Errorf("GET /metrics: no line %q in\n%s", want, body)
+	}
+}
+
+// Ensure an Open that fails to start the admin API leaves the metrics
+// registry it was given as it found it: a second Open can register there.
+func TestAdmin_FailedOpenUnregistersMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close() // the admin address is taken
+	dir := t.TempDir()
+	if _, err := durable.Open(durable.Options{Dir: dir, Metrics: reg, AdminAddr: ln.Addr().String(), AdminToken: adminToken}); err == nil {
+		t.Fatal("Open with a taken admin address succeeded")
+	}
+	rt, err := durable.Open(durable.Options{Dir: dir, Metrics: reg})
+	if err != nil {
+		t.Fatalf("Open after the failed one: %v", err)
+	}
+	rt.Close()
 }

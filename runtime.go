@@ -268,11 +268,12 @@ func open(opts Options, dur durability.Config) (*Runtime, error) {
 	}
 	rt.bgCtx, rt.bgCancel = context.WithCancel(context.Background())
 	rt.hub = socket.NewHub(socket.Config{Clock: opts.Clock, Logger: opts.Logger})
-	if err := startAdmin(rt); err != nil { // admin.go
+	if err := m.register(rt); err != nil {
 		rt.Close()
 		return nil, err
 	}
-	if err := m.register(rt); err != nil {
+	// After the metrics: the admin API serves them.
+	if err := startAdmin(rt); err != nil { // admin.go
 		rt.Close()
 		return nil, err
 	}

@@ -69,10 +69,18 @@ type ErrorBody struct {
 	Code    string `json:"code"`
 }
 
+// Route is a route NewHandler serves besides the API's, behind the same
+// token.
+type Route struct {
+	Pattern string // an http.ServeMux pattern, such as "GET /metrics"
+	Handler http.Handler
+}
+
 // NewHandler returns the HTTP handler of api, accepting requests that
-// carry token as a bearer token. token must not be empty. It is compared
-// in constant time, and a refused request does nothing.
-func NewHandler(api API, token string) (http.Handler, error) {
+// carry token as a bearer token, and serving routes besides the API's.
+// token must not be empty. It is compared in constant time, and a refused
+// request does nothing.
+func NewHandler(api API, token string, routes ...Route) (http.Handler, error) {
 	if token == "" {
 		return nil, fmt.Errorf("%w: empty admin token", ErrInvalid)
 	}
@@ -87,6 +95,9 @@ func NewHandler(api API, token string) (http.Handler, error) {
 	mux.HandleFunc("PUT /v1/objects/{ns}/{ref}/import", h.importObject)
 	mux.HandleFunc("GET /v1/alarms", h.alarms)
 	mux.HandleFunc("GET /v1/check", h.check)
+	for _, r := range routes {
+		mux.Handle(r.Pattern, r.Handler)
+	}
 	h.mux = mux
 	return h, nil
 }
