@@ -20,7 +20,9 @@ var (
 	// writes were committed (see Cursor).
 	ErrCursorClosed = storage.ErrCursorClosed
 	// ErrDiskFull is wrapped by the error of a write or commit that failed
-	// because the file system is full; an object past its own
+	// because the file system is full (or the quota spent), whether
+	// writing the object's database or making the commit durable (the
+	// node's journal, an fsync); an object past its own
 	// Options.MaxDatabaseSize gets a *LimitError instead. A commit that
 	// fails this way is also an ErrDurability.
 	ErrDiskFull = storage.ErrDiskFull

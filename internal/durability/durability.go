@@ -664,7 +664,10 @@ func (f *File) broadcast() {
 	f.changed = make(chan struct{})
 }
 
+// fail fails every waiting and later commit of f with err (wrapped with
+// ErrDiskFull if the file system is full).
 func (f *File) fail(err error) {
+	err = diskFull(err)
 	f.mu.Lock()
 	f.inflight = false
 	if f.err == nil {

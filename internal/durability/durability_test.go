@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/durable-go/durable/internal/durability"
@@ -71,6 +72,29 @@ func TestGroup_FailurePoisons(t *testing.T) {
 	}
 	if !errors.Is(f.Err(), boom) {
 		t.Fatalf("Err = %v", f.Err())
+	}
+}
+
+// Ensure a sync that fails because the file system is full (as fsync does
+// when delayed allocation finds no space) is reported as ErrDiskFull, and
+// that other failures are not.
+func TestGroup_DiskFull(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		full bool
+	}{
+		{&os.PathError{Op: "fsync", Path: "wal", Err: syscall.ENOSPC}, true},
+		{&os.PathError{Op: "fsync", Path: "wal", Err: syscall.EDQUOT}, true},
+		{&os.PathError{Op: "fsync", Path: "wal", Err: syscall.EIO}, false},
+	} {
+		g := durability.New(durability.Config{SyncFile: func(*os.File) error { return c.err }})
+		f := newFile(t, g, "wal")
+		err := f.Commit().Wait(context.Background())
+		if !errors.Is(err, c.err) || errors.Is(err, durability.ErrDiskFull) != c.full {
+			t.Errorf("sync error %v: Wait = %v, want it wrapped, ErrDiskFull %v", c.err, err, c.full)
+		}
+		f.Close()
+		g.Close()
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/durable-go/durable/internal/durability"
+	"syscall"
 )
 
 // The tests below run a journaled Group over real files in a temporary
@@ -732,6 +733,32 @@ func TestJournal_SyncFailureIsSticky(t *testing.T) {
 	}
 	if !wa.checkRange(acked) {
 		t.Fatal("the acknowledged commit was not replayed")
+	}
+}
+
+// Ensure a journal whose sync fails because the file system is full
+// reports ErrDiskFull (with ErrJournalBroken) to every commit it fails.
+func TestJournal_DiskFull(t *testing.T) {
+	full := &os.PathError{Op: "fdatasync", Path: "journal-0", Err: syscall.ENOSPC}
+	var syncs atomic.Int64
+	e := openJournalEnv(t, durability.Config{SyncJournal: func(f *os.File) error {
+		if syncs.Add(1) >= 2 {
+			return full
+		}
+		return f.Sync()
+	}})
+	wa := newWAL(t, e.root, "a", 0x377f0682, 0, saltA)
+	wb := newWAL(t, e.root, "b", 0x377f0682, 0, saltB)
+	fa, fb := e.file(t, wa), e.file(t, wb)
+	waitDurable(t, fa.CommitWAL(wa.appendFrames(1000, 1)))
+	for i, c := range []struct {
+		f *durability.File
+		w *walTestFile
+	}{{fa, wa}, {fb, wb}} {
+		err := waitErr(t, c.f.CommitWAL(c.w.appendFrames(1000, byte(2+i))))
+		if !errors.Is(err, durability.ErrDiskFull) || !errors.Is(err, durability.ErrJournalBroken) || !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("file %d: Wait = %v, want ErrDiskFull, ErrJournalBroken and ENOSPC", i, err)
+		}
 	}
 }
 

@@ -3,6 +3,8 @@ package storage
 import (
 	"errors"
 	"fmt"
+
+	"github.com/durable-go/durable/internal/durability"
 )
 
 // Sentinel errors. Each is returned as is or wrapped; test with errors.Is.
@@ -29,8 +31,9 @@ var (
 	// ErrDiskFull wraps the error of a write that failed because the file
 	// system is full (or the user's quota spent), as opposed to the
 	// database reaching Options.MaxDatabaseSize (a *LimitError). SQLite
-	// reports both as SQLITE_FULL.
-	ErrDiskFull = errors.New("storage: the disk is full")
+	// reports both as SQLITE_FULL. It is durability.ErrDiskFull, so that a
+	// commit whose journal write or sync found the disk full matches too.
+	ErrDiskFull = durability.ErrDiskFull
 
 	// ErrInUse is returned by Open when another connection, in this
 	// process or another, has the database open: a database has one
