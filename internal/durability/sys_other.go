@@ -2,29 +2,24 @@
 
 package durability
 
-import (
-	"os"
-
-	"golang.org/x/sys/unix"
-)
+import "os"
 
 // The portable versions of sys_linux.go. Without syncfs(2) a Group keeps
-// no node journal: each batch fsyncs every file it covers. On macOS fsync
-// leaves the data in the drive's cache (F_FULLFSYNC would flush it): there
-// durability holds against a process crash, not against power loss. The
-// runtime is built and measured for Linux; these keep it usable for
-// development elsewhere.
+// no node journal: each batch fsyncs every file it covers, with fullSync
+// (on macOS F_FULLFSYNC, since fsync there leaves the data in the drive's
+// cache). The runtime is built and measured for Linux; these keep it
+// usable elsewhere.
 
 const hasSyncFS = false
 
 // syncfsFD is not available: it syncs fd alone (see SyncFS and syncFS).
-func syncfsFD(fd uintptr) error { return unix.Fsync(int(fd)) }
+func syncfsFD(fd uintptr) error { return fullSync(fd) }
 
-func fdatasync(fd uintptr) error { return unix.Fsync(int(fd)) }
+func fdatasync(fd uintptr) error { return fullSync(fd) }
 
 func startWriteback(uintptr) {}
 
-func rawSync(fd uintptr, _, _ bool) error { return unix.Fsync(int(fd)) }
+func rawSync(fd uintptr, _, _ bool) error { return fullSync(fd) }
 
 func rawRW(write bool, f *os.File, buf []byte, off int64) (int, error) {
 	if write {

@@ -321,6 +321,7 @@ func (db *DB) setup(created bool) error {
 		"PRAGMA journal_size_limit = " + strconv.Itoa(DefaultJournalSizeLimit),
 		"PRAGMA max_page_count = " + strconv.FormatInt(db.opts.MaxDatabaseSize/pageSize, 10),
 	}
+	pragmas = append(pragmas, osPragmas...)
 	for _, q := range pragmas {
 		if err := execTransient(c, q); err != nil {
 			return fmt.Errorf("%s: %w", q, err)

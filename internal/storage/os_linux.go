@@ -40,6 +40,10 @@ const (
 // as outside Linux: for benchmarks measuring the difference.
 var sqliteLocks = false
 
+// osPragmas are run on every connection after the common ones: none on
+// Linux, where fsync reaches stable storage.
+var osPragmas []string
+
 // connName returns the name and flags with which Open hands path to
 // SQLite: a URI selecting the "durable" VFS (unix-none gathering WAL
 // writes, walbuf_linux.go), or unix-none itself if that failed to

@@ -11,6 +11,12 @@ import (
 // sqliteLocks is always on outside Linux: the default VFS and its locks.
 var sqliteLocks = true
 
+// osPragmas are run on every connection after the common ones. Outside
+// Linux durability fsyncs each WAL itself, but SQLite syncs the WAL and
+// the database around a checkpoint: on macOS, fullfsync makes those
+// syncs F_FULLFSYNC, like durability's (elsewhere SQLite ignores it).
+var osPragmas = []string{"PRAGMA fullfsync = ON"}
+
 // connName returns the name and flags with which Open hands path to
 // SQLite. Outside Linux it is the path itself, with SQLite's default VFS
 // and its POSIX locks (see os_linux.go for Linux).
