@@ -508,12 +508,16 @@ func (s *Scheduler) completeLocked(e *entry, d Delivery, r Result) {
 		return // the index keeps the alarm for the next start
 	}
 	now := s.cfg.Clock.Now()
-	attrs := []any{"namespace", e.key.NS, "id", hex.EncodeToString(e.key.ID[:])}
+	// Log attributes, built only on the paths that log (this runs under
+	// s.mu for every delivery).
+	attrs := func(kv ...any) []any {
+		return append([]any{"namespace", e.key.NS, "id", hex.EncodeToString(e.key.ID[:])}, kv...)
+	}
 	switch {
 	case d.Drop:
 		if r.Err != nil {
 			s.log.Error("alarm: could not drop a failed alarm; it will be retried after a restart",
-				append(attrs, "err", r.Err)...)
+				attrs("err", r.Err)...)
 			return
 		}
 		s.scheduleLastLocked(e, now, true)
@@ -535,7 +539,7 @@ func (s *Scheduler) completeLocked(e *entry, d Delivery, r Result) {
 			return
 		}
 		if r.Cancel {
-			s.log.Info("alarm: failed after deleting itself; not retried", append(attrs, "alarm", r.Alarm, "err", r.Err)...)
+			s.log.Info("alarm: failed after deleting itself; not retried", attrs("alarm", r.Alarm, "err", r.Err)...)
 			e.retry, e.infra = 0, 0
 			e.drop = true
 			e.dropAt = r.Alarm
@@ -546,7 +550,7 @@ func (s *Scheduler) completeLocked(e *entry, d Delivery, r Result) {
 			e.infra++
 			delay := s.cfg.Policy.Backoff(min(e.infra, maxInfraBackoff))
 			s.log.Warn("alarm: could not be delivered, will retry",
-				append(attrs, "alarm", r.Alarm, "attempt", e.infra, "in", delay, "err", r.Err)...)
+				attrs("alarm", r.Alarm, "attempt", e.infra, "in", delay, "err", r.Err)...)
 			s.scheduleAtLocked(e, now.Add(delay), now, false)
 			return
 		}
@@ -554,7 +558,7 @@ func (s *Scheduler) completeLocked(e *entry, d Delivery, r Result) {
 		if e.retry > s.cfg.Policy.Retries {
 			s.dropped++
 			s.log.Error("alarm: dropped after failing too often",
-				append(attrs, "alarm", r.Alarm, "attempts", e.retry, "err", r.Err)...)
+				attrs("alarm", r.Alarm, "attempts", e.retry, "err", r.Err)...)
 			e.retry = 0
 			e.drop = true
 			e.dropAt = r.Alarm
@@ -563,7 +567,7 @@ func (s *Scheduler) completeLocked(e *entry, d Delivery, r Result) {
 		}
 		delay := s.cfg.Policy.Backoff(e.retry)
 		s.log.Warn("alarm: failed, will retry",
-			append(attrs, "alarm", r.Alarm, "retry", e.retry, "in", delay, "err", r.Err)...)
+			attrs("alarm", r.Alarm, "retry", e.retry, "in", delay, "err", r.Err)...)
 		s.scheduleAtLocked(e, now.Add(delay), now, false)
 	}
 }
