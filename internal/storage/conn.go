@@ -41,10 +41,16 @@ var (
 		n    atomic.Int32 // len(held), read without mu by the allocator
 
 		mu   sync.Mutex
-		held map[uintptr]bool // handle being closed -> its block was freed (kept)
-		tls  *libc.TLS        // for the deferred free, under mu
+		held map[uintptr]*hold // handles being closed
+		tls  *libc.TLS         // for the deferred free, under mu
 	}
 )
+
+// hold is the state of a handle being closed.
+type hold struct {
+	closers int  // CloseConn calls in progress (more than one only for a misused, closed connection)
+	freed   bool // SQLite freed the block; the last closer frees it
+}
 
 // OpenConn opens a SQLite connection. Every connection of the process must
 // be opened with OpenConn and closed with CloseConn.
@@ -92,26 +98,40 @@ func closeForCheck(c *sqlite.Conn) error {
 // frees it, until releaseHandle.
 func holdHandle(p uintptr) {
 	handles.mu.Lock()
+	defer handles.mu.Unlock()
 	if handles.held == nil {
-		handles.held = make(map[uintptr]bool)
+		handles.held = make(map[uintptr]*hold)
 	}
-	handles.held[p] = false
-	handles.n.Store(int32(len(handles.held)))
-	handles.mu.Unlock()
+	h := handles.held[p]
+	if h == nil {
+		h = new(hold)
+		handles.held[p] = h
+		handles.n.Store(int32(len(handles.held)))
+	}
+	h.closers++
 }
 
-// releaseHandle ends holdHandle and frees the block if SQLite freed it
-// (and reports whether it did).
+// releaseHandle ends holdHandle. The last closer of a handle frees its
+// block if SQLite freed it, and reports whether it did. (A second
+// CloseConn of a closed connection holds an address that may by now
+// belong to another connection: counting closers keeps that other
+// connection's close from being cut short.)
 func releaseHandle(p uintptr) (freed bool) {
 	handles.mu.Lock()
 	defer handles.mu.Unlock()
-	freed = handles.held[p]
+	h := handles.held[p]
+	if h == nil {
+		return false
+	}
+	if h.closers--; h.closers > 0 {
+		return false
+	}
 	delete(handles.held, p)
 	handles.n.Store(int32(len(handles.held)))
-	if freed {
+	if h.freed {
 		bigBlocks.free(handles.tls, p, handles.size.Load())
 	}
-	return freed
+	return h.freed
 }
 
 // keepHandle is called by the allocator for every freed block of a
@@ -123,10 +143,11 @@ func keepHandle(p uintptr) bool {
 	}
 	handles.mu.Lock()
 	defer handles.mu.Unlock()
-	if _, ok := handles.held[p]; !ok {
+	h := handles.held[p]
+	if h == nil {
 		return false
 	}
-	handles.held[p] = true
+	h.freed = true
 	return true
 }
 

@@ -66,3 +66,55 @@ func TestCloseConn_HoldsHandle(t *testing.T) {
 		t.Errorf("%d handles still held after every close", n)
 	}
 }
+
+// TestCloseConn_SecondCloseOfClosedConn: CloseConn on a connection closed
+// already holds an address that may belong to a newer connection by then;
+// that newer connection's close must still keep its handle until every
+// closer is done.
+func TestCloseConn_SecondCloseOfClosedConn(t *testing.T) {
+	if err := checkLayout(); err != nil {
+		t.Fatal(err)
+	}
+	if handles.size.Load() == 0 {
+		t.Skip("allocator wrapper not installed: closes serialise on connMu")
+	}
+	open := func() *sqlite.Conn {
+		t.Helper()
+		c, err := OpenConn(":memory:", sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenMemory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := open()
+	pa := rawOf(a).db
+	if err := CloseConn(a); err != nil {
+		t.Fatal(err)
+	}
+	b := open()
+	if pb := rawOf(b).db; pb != pa {
+		CloseConn(b)
+		t.Skipf("the allocator did not reuse the freed handle (%#x, then %#x)", pa, pb)
+	}
+	// a's second close starts (it holds a's old address, now b's) ...
+	holdHandle(pa)
+	// ... and b closes meanwhile.
+	if err := CloseConn(b); err != nil {
+		t.Fatal(err)
+	}
+	c := open()
+	pc := rawOf(c).db
+	freed := releaseHandle(pa) // a's second close ends
+	if pc == pa {
+		t.Fatalf("a connection opened before every closer was done got the handle's address %#x", pa)
+	}
+	if !freed {
+		t.Errorf("the last closer did not free the handle %#x", pa)
+	}
+	if err := CloseConn(c); err != nil {
+		t.Error(err)
+	}
+	if n := handles.n.Load(); n != 0 {
+		t.Errorf("%d handles still held after every close", n)
+	}
+}
