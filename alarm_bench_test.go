@@ -301,7 +301,13 @@ func perfCtl(b testing.TB, cmd string) {
 	if path == "" {
 		return
 	}
-	if err := os.WriteFile(path, []byte(cmd+"\n"), 0); err != nil {
+	// Non-blocking: with no perf reading the FIFO, fail instead of hang.
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		b.Fatalf("perf control %s: %v (is perf running with --control fifo:%s?)", path, err, path)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(cmd + "\n"); err != nil {
 		b.Fatalf("perf control: %v", err)
 	}
 }
