@@ -45,6 +45,20 @@ const DefaultWorkers = 4
 // commit became durable.
 var ErrClosed = errors.New("durability: closed")
 
+// ErrDiskFull wraps the error of a commit that could not be made durable
+// because the file system is full (ENOSPC) or the user's quota is spent
+// (EDQUOT): a write or sync of the journal or of the file failed so.
+// (storage.ErrDiskFull is the same error.)
+var ErrDiskFull = errors.New("the disk is full")
+
+// diskFull wraps err with ErrDiskFull if it says the file system is full.
+func diskFull(err error) error {
+	if err != nil && !errors.Is(err, ErrDiskFull) && (errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)) {
+		return fmt.Errorf("%w: %w", ErrDiskFull, err)
+	}
+	return err
+}
+
 // Config configures a Group. The zero value fsyncs with DefaultWorkers.
 type Config struct {
 	Mode Mode

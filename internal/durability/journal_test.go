@@ -11,11 +11,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/durable-go/durable/internal/durability"
-	"syscall"
 )
 
 // The tests below run a journaled Group over real files in a temporary

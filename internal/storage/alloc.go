@@ -100,11 +100,17 @@ func bigMalloc(tls *libc.TLS, n int32) uintptr {
 
 func bigFree(tls *libc.TLS, p uintptr) {
 	b := &bigBlocks
-	size := (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&b.orig.FxSize)))(tls, p)
+	size := b.size(tls, p)
 	if size == handles.size.Load() && keepHandle(p) {
 		return // a connection's handle, freed by CloseConn (conn.go)
 	}
 	b.free(tls, p, size)
+}
+
+// size returns the size of block p, as SQLite's default allocator
+// recorded it.
+func (b *bigBlockCache) size(tls *libc.TLS, p uintptr) int32 {
+	return (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&b.orig.FxSize)))(tls, p)
 }
 
 // free frees p, a block of size bytes, keeping it for reuse if it is of a

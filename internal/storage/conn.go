@@ -3,7 +3,6 @@ package storage
 import (
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"modernc.org/libc"
 	lib "modernc.org/sqlite/lib"
@@ -158,7 +157,7 @@ func learnHandleSize(tls *libc.TLS, db uintptr) {
 	if !bigBlocks.installed {
 		return
 	}
-	size := (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&bigBlocks.orig.FxSize)))(tls, db)
+	size := bigBlocks.size(tls, db)
 	if size <= 0 {
 		return
 	}

@@ -16,20 +16,7 @@ import (
 // address: the first part checks that, so that the test would notice if
 // the second part could not fail.
 func TestCloseConn_HoldsHandle(t *testing.T) {
-	if err := checkLayout(); err != nil {
-		t.Fatal(err)
-	}
-	if handles.size.Load() == 0 {
-		t.Skip("allocator wrapper not installed: closes serialise on connMu")
-	}
-	open := func() *sqlite.Conn {
-		t.Helper()
-		c, err := OpenConn(":memory:", sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenMemory)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	open := memConns(t)
 
 	// Not held: the address comes back at once.
 	a := open()
@@ -72,20 +59,7 @@ func TestCloseConn_HoldsHandle(t *testing.T) {
 // that newer connection's close must still keep its handle until every
 // closer is done.
 func TestCloseConn_SecondCloseOfClosedConn(t *testing.T) {
-	if err := checkLayout(); err != nil {
-		t.Fatal(err)
-	}
-	if handles.size.Load() == 0 {
-		t.Skip("allocator wrapper not installed: closes serialise on connMu")
-	}
-	open := func() *sqlite.Conn {
-		t.Helper()
-		c, err := OpenConn(":memory:", sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenMemory)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	open := memConns(t)
 	a := open()
 	pa := rawOf(a).db
 	if err := CloseConn(a); err != nil {
@@ -116,5 +90,25 @@ func TestCloseConn_SecondCloseOfClosedConn(t *testing.T) {
 	}
 	if n := handles.n.Load(); n != 0 {
 		t.Errorf("%d handles still held after every close", n)
+	}
+}
+
+// memConns returns a function opening in-memory connections with
+// OpenConn, or skips the test where closes cannot hold handles.
+func memConns(t *testing.T) func() *sqlite.Conn {
+	t.Helper()
+	if err := checkLayout(); err != nil {
+		t.Fatal(err)
+	}
+	if handles.size.Load() == 0 {
+		t.Skip("allocator wrapper not installed: closes serialise on connMu")
+	}
+	return func() *sqlite.Conn {
+		t.Helper()
+		c, err := OpenConn(":memory:", sqlite.OpenReadWrite|sqlite.OpenCreate|sqlite.OpenMemory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
 }
