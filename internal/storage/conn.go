@@ -128,7 +128,7 @@ func releaseHandle(p uintptr) (freed bool) {
 	delete(handles.held, p)
 	handles.n.Store(int32(len(handles.held)))
 	if h.freed {
-		bigBlocks.free(handles.tls, p, handles.size.Load())
+		blocks.free(handles.tls, p, handles.size.Load())
 	}
 	return h.freed
 }
@@ -154,10 +154,10 @@ func keepHandle(p uintptr) bool {
 // on tls, if the allocator wrapper is installed: from then on connections
 // open and close without connMu.
 func learnHandleSize(tls *libc.TLS, db uintptr) {
-	if !bigBlocks.installed {
+	if !blocks.installed {
 		return
 	}
-	size := bigBlocks.size(tls, db)
+	size := blocks.size(tls, db)
 	if size <= 0 {
 		return
 	}

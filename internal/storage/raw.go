@@ -123,7 +123,7 @@ func init() {
 		}
 		return rc == lib.SQLITE_OK
 	}
-	installBigBlockCache(tls, config)
+	installBlockCache(tls, config)
 	config(lib.SQLITE_CONFIG_PAGECACHE, uintptr(0), int32(0), int32(0))
 	config(lib.SQLITE_CONFIG_LOOKASIDE, int32(lookasideSlotSize), int32(lookasideSlotCount))
 	config(lib.SQLITE_CONFIG_STMTJRNL_SPILL, int32(stmtJournalSpill))
