@@ -14,34 +14,10 @@ func TestBigBlockCache(t *testing.T) {
 	if err := checkLayout(); err != nil {
 		t.Fatal(err)
 	}
-	open := reopener(t)
-	db := open()
 	// Values from 16 KiB to 300 KiB: SQLite allocates blocks of about
 	// their size to build and read the records.
-	var want [][]byte
-	for i, n := range []int{16 << 10, 20<<10 + 5, 33 << 10, 100 << 10, 255 << 10, 300 << 10} {
-		v := bytes.Repeat([]byte{byte('a' + i)}, n)
-		want = append(want, v)
-		if err := db.Put(string(rune('a'+i)), v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := db.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	_, before := bigBlockStats()
-	for range 5 {
-		db = open()
-		for i, v := range want {
-			got, ok, err := db.Get(string(rune('a' + i)))
-			if err != nil || !ok || !bytes.Equal(got, v) {
-				t.Fatalf("Get %c: %d bytes, %v, %v; want %d bytes", 'a'+i, len(got), ok, err, len(v))
-			}
-		}
-		db.Close()
-	}
-	cached, after := bigBlockStats()
+	before, after := reopenCycles(t, bigBlockStats, 16<<10, 20<<10+5, 33<<10, 100<<10, 255<<10, 300<<10)
+	cached, _ := bigBlockStats()
 	if after-before < 5 {
 		t.Errorf("5 opens served %d blocks from the cache, want at least one each", after-before)
 	}
@@ -95,32 +71,8 @@ func TestSmallBlockCache(t *testing.T) {
 		cachedFree(tls, q)
 	}
 
-	open := reopener(t)
-	db := open()
-	var want [][]byte
-	for i, n := range []int{1, 100, 3000, 9000, 16000} {
-		v := bytes.Repeat([]byte{byte('a' + i)}, n)
-		want = append(want, v)
-		if err := db.Put(string(rune('a'+i)), v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := db.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	_, before := smallBlockStats()
-	for range 5 {
-		db = open()
-		for i, v := range want {
-			got, ok, err := db.Get(string(rune('a' + i)))
-			if err != nil || !ok || !bytes.Equal(got, v) {
-				t.Fatalf("Get %c: %d bytes, %v, %v; want %d bytes", 'a'+i, len(got), ok, err, len(v))
-			}
-		}
-		db.Close()
-	}
-	cached, after := smallBlockStats()
+	before, after := reopenCycles(t, smallBlockStats, 1, 100, 3000, 9000, 16000)
+	cached, _ := smallBlockStats()
 	// An open allocates hundreds of small blocks; the closes before
 	// freed as many.
 	if after-before < 5*100 {
@@ -138,4 +90,38 @@ func TestSmallBlockCache(t *testing.T) {
 			t.Errorf("class %d holds %d bytes, bound %d", l, n, smallCacheBytes)
 		}
 	}
+}
+
+// reopenCycles writes values of the given sizes to a new database, then
+// opens it, reads them back and closes it five times. It returns the hits
+// stats reported before and after those five cycles.
+func reopenCycles(t *testing.T, stats func() (int, int64), sizes ...int) (before, after int64) {
+	t.Helper()
+	open := reopener(t)
+	db := open()
+	var want [][]byte
+	for i, n := range sizes {
+		v := bytes.Repeat([]byte{byte('a' + i)}, n)
+		want = append(want, v)
+		if err := db.Put(string(rune('a'+i)), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, before = stats()
+	for range 5 {
+		db = open()
+		for i, v := range want {
+			got, ok, err := db.Get(string(rune('a' + i)))
+			if err != nil || !ok || !bytes.Equal(got, v) {
+				t.Fatalf("Get %c: %d bytes, %v, %v; want %d bytes", 'a'+i, len(got), ok, err, len(v))
+			}
+		}
+		db.Close()
+	}
+	_, after = stats()
+	return before, after
 }
