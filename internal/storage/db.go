@@ -109,10 +109,17 @@ type DB struct {
 	denial  *ForbiddenError
 	ddl     bool // the statement being prepared changes the schema
 
-	inTx     bool            // the implicit transaction is open
-	aborted  *TxAbortedError // SQLite rolled the transaction back
-	spDepth  int             // TransactionSync nesting
-	dbFile   *os.File        // if set and !dbSynced, fsync it before the first write commit
+	inTx    bool            // the implicit transaction is open
+	aborted *TxAbortedError // SQLite rolled the transaction back
+	// alarm remembers the stored alarm as the connection sees it (in the
+	// open transaction, if any), so that reading it does not query the
+	// database at every alarm delivery. Writes through SetAlarm,
+	// DeleteAlarm and DeleteAll set or forget it; anything that may undo
+	// writes (a rollback, a failed commit, a savepoint undone, an aborted
+	// transaction) forgets it.
+	alarm    alarmMemo
+	spDepth  int      // TransactionSync nesting
+	dbFile   *os.File // if set and !dbSynced, fsync it before the first write commit
 	dbSynced bool
 
 	cache    stmtCache
@@ -475,6 +482,7 @@ func (db *DB) Commit() (durability.Ticket, error) {
 	if db.aborted != nil {
 		err := db.aborted
 		db.resetTx()
+		db.alarm = alarmMemo{}
 		return durability.Ticket{}, err
 	}
 	if !db.inTx {
@@ -495,6 +503,7 @@ func (db *DB) Commit() (durability.Ticket, error) {
 			db.execInternal("ROLLBACK")
 		}
 		db.resetTx()
+		db.alarm = alarmMemo{}
 		return durability.Ticket{}, err
 	}
 	db.resetTx()
@@ -553,6 +562,7 @@ func (db *DB) Rollback() error {
 }
 
 func (db *DB) rollbackLocked() error {
+	db.alarm = alarmMemo{}
 	var err error
 	if db.inTx && !db.conn.AutocommitEnabled() {
 		err = db.execInternal("ROLLBACK")
@@ -627,6 +637,7 @@ func (db *DB) TransactionSync(fn func() error) error {
 
 // undoSavepoint rolls back to the innermost savepoint and removes it.
 func (db *DB) undoSavepoint() error {
+	db.alarm = alarmMemo{}
 	if db.aborted != nil {
 		return db.aborted
 	}
@@ -834,6 +845,7 @@ func (db *DB) sqlErr(err error) error {
 	db.denial = nil
 	if db.inTx && db.conn.AutocommitEnabled() && db.aborted == nil {
 		db.aborted = &TxAbortedError{Cause: out}
+		db.alarm = alarmMemo{}
 		db.closeCursors()
 		db.spDepth = 0
 		return db.aborted

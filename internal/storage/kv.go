@@ -464,6 +464,7 @@ func (db *DB) DeleteAll() error {
 		return nil
 	})
 	db.cache.forgetColumns()
+	db.alarm = alarmMemo{}
 	return err
 }
 
@@ -504,15 +505,36 @@ func quoteIdent(name string) string {
 
 // Alarm returns the stored alarm time, if any.
 func (db *DB) Alarm() (t time.Time, ok bool, err error) {
-	v, ok, err := db.metaGet("alarm")
-	if err != nil || !ok {
+	if err := db.lock(); err != nil {
 		return time.Time{}, false, err
 	}
-	n, isInt := v.(int64)
-	if !isInt {
-		return time.Time{}, false, fmt.Errorf("storage: stored alarm has type %T", v)
+	defer db.mu.Unlock()
+	if !db.alarm.known {
+		if db.aborted != nil {
+			return time.Time{}, false, db.aborted
+		}
+		v, ok, err := db.metaGetLocked("alarm")
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		n, isInt := v.(int64)
+		if ok && !isInt {
+			return time.Time{}, false, fmt.Errorf("storage: stored alarm has type %T", v)
+		}
+		db.alarm = alarmMemo{known: true, set: ok, at: n}
 	}
-	return time.Unix(0, n).UTC(), true, nil
+	if !db.alarm.set {
+		return time.Time{}, false, nil
+	}
+	return time.Unix(0, db.alarm.at).UTC(), true, nil
+}
+
+// alarmMemo is what DB.Alarm would read: known says the other fields
+// hold it.
+type alarmMemo struct {
+	known bool
+	set   bool
+	at    int64 // Unix nanoseconds
 }
 
 // SetAlarm stores the alarm time t, replacing any. It is kept with
@@ -521,12 +543,30 @@ func (db *DB) SetAlarm(t time.Time) error {
 	if t.Year() < 1678 || t.Year() > 2261 {
 		return &ArgError{Arg: "alarm time", Reason: fmt.Sprintf("%v is outside the years 1678 to 2261", t)}
 	}
-	return db.metaSet("alarm", t.UnixNano())
+	if err := db.lock(); err != nil {
+		return err
+	}
+	defer db.mu.Unlock()
+	db.alarm = alarmMemo{}
+	if err := db.metaSetLocked("alarm", t.UnixNano()); err != nil {
+		return err
+	}
+	db.alarm = alarmMemo{known: true, set: true, at: t.UnixNano()}
+	return nil
 }
 
 // DeleteAlarm removes the stored alarm, if any.
 func (db *DB) DeleteAlarm() error {
-	return db.metaDelete("alarm")
+	if err := db.lock(); err != nil {
+		return err
+	}
+	defer db.mu.Unlock()
+	db.alarm = alarmMemo{}
+	if err := db.metaDeleteLocked("alarm"); err != nil {
+		return err
+	}
+	db.alarm = alarmMemo{known: true}
+	return nil
 }
 
 // GetMeta returns a small metadata value of the runtime (such as the
@@ -560,6 +600,10 @@ func (db *DB) metaGet(key string) (any, bool, error) {
 		return nil, false, err
 	}
 	defer db.mu.Unlock()
+	return db.metaGetLocked(key)
+}
+
+func (db *DB) metaGetLocked(key string) (any, bool, error) {
 	if err := db.begin(); err != nil {
 		return nil, false, err
 	}
@@ -581,6 +625,10 @@ func (db *DB) metaSet(key string, val any) error {
 		return err
 	}
 	defer db.mu.Unlock()
+	return db.metaSetLocked(key, val)
+}
+
+func (db *DB) metaSetLocked(key string, val any) error {
 	if err := db.begin(); err != nil {
 		return err
 	}
@@ -600,11 +648,7 @@ func (db *DB) metaSet(key string, val any) error {
 	return err
 }
 
-func (db *DB) metaDelete(key string) error {
-	if err := db.lock(); err != nil {
-		return err
-	}
-	defer db.mu.Unlock()
+func (db *DB) metaDeleteLocked(key string) error {
 	if err := db.begin(); err != nil {
 		return err
 	}

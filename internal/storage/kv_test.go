@@ -294,6 +294,39 @@ func TestDB_AlarmAfterRollbacks(t *testing.T) {
 	want("after a failed statement", t2, true)
 	commit(t, db)
 	want("committed again", t2, true)
+
+	// A transaction SQLite rolls back by itself: the alarm is an error
+	// while the turn is aborted, then what was committed.
+	exec(t, db, "CREATE TABLE t (id INTEGER PRIMARY KEY)")
+	exec(t, db, "INSERT INTO t VALUES (1)")
+	commit(t, db)
+	if err := db.SetAlarm(t1); err != nil {
+		t.Fatal(err)
+	}
+	var ae *storage.TxAbortedError
+	if _, err := db.Exec("INSERT OR ROLLBACK INTO t VALUES (1)"); !errors.As(err, &ae) {
+		t.Fatalf("Exec: got %v, want *TxAbortedError", err)
+	}
+	if _, _, err := db.Alarm(); !errors.As(err, &ae) {
+		t.Errorf("Alarm in an aborted transaction: got %v, want *TxAbortedError", err)
+	}
+	if _, err := db.Commit(); !errors.As(err, &ae) {
+		t.Fatalf("Commit: got %v, want *TxAbortedError", err)
+	}
+	want("after an aborted transaction", t2, true)
+
+	// A commit that fails (a deferred foreign key violation) rolls back.
+	exec(t, db, "CREATE TABLE p (id INTEGER PRIMARY KEY)")
+	exec(t, db, "CREATE TABLE c (pid INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+	commit(t, db)
+	if err := db.DeleteAlarm(); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, db, "INSERT INTO c VALUES (7)")
+	if _, err := db.Commit(); err == nil {
+		t.Fatal("Commit with a dangling foreign key succeeded")
+	}
+	want("after a failed commit", t2, true)
 }
 
 func TestDB_DeleteAll(t *testing.T) {
