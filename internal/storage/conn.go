@@ -39,6 +39,10 @@ var (
 		size atomic.Int32
 		n    atomic.Int32 // len(held), read without mu by the allocator
 
+		// set holds the keys of held, for the allocator to look up
+		// without mu: every freed block of a handle's size class asks.
+		set sync.Map
+
 		mu   sync.Mutex
 		held map[uintptr]*hold // handles being closed
 		tls  *libc.TLS         // for the deferred free, under mu
@@ -105,6 +109,7 @@ func holdHandle(p uintptr) {
 	if h == nil {
 		h = new(hold)
 		handles.held[p] = h
+		handles.set.Store(p, struct{}{})
 		handles.n.Store(int32(len(handles.held)))
 	}
 	h.closers++
@@ -126,6 +131,7 @@ func releaseHandle(p uintptr) (freed bool) {
 		return false
 	}
 	delete(handles.held, p)
+	handles.set.Delete(p)
 	handles.n.Store(int32(len(handles.held)))
 	if h.freed {
 		blocks.free(handles.tls, p, handles.size.Load())
@@ -138,6 +144,9 @@ func releaseHandle(p uintptr) (freed bool) {
 // freeing releaseHandle then does.
 func keepHandle(p uintptr) bool {
 	if handles.n.Load() == 0 {
+		return false
+	}
+	if _, ok := handles.set.Load(p); !ok {
 		return false
 	}
 	handles.mu.Lock()
