@@ -71,7 +71,7 @@ var readableSQLiteTables = map[string]bool{
 // itself run with db.userSQL false and are not restricted. For user SQL the
 // first refusal is kept in db.denial, because SQLite reports only "not
 // authorized".
-func (db *DB) authorize(a sqlite.Action) sqlite.AuthResult {
+func (db *DB) authorize(a authAction) sqlite.AuthResult {
 	if !db.userSQL {
 		return sqlite.AuthResultOK
 	}
@@ -90,7 +90,7 @@ func (db *DB) authorize(a sqlite.Action) sqlite.AuthResult {
 	return sqlite.AuthResultOK
 }
 
-func checkAction(a sqlite.Action) *ForbiddenError {
+func checkAction(a authAction) *ForbiddenError {
 	switch a.Type() {
 	case sqlite.OpTransaction:
 		return &ForbiddenError{What: strings.ToUpper(a.Operation()), Hint: txHint}

@@ -117,7 +117,10 @@ type DB struct {
 	// DeleteAlarm and DeleteAll set or forget it; anything that may undo
 	// writes (a rollback, a failed commit, a savepoint undone, an aborted
 	// transaction) forgets it.
-	alarm    alarmMemo
+	alarm alarmMemo
+	// authSlot is 1 + the DB's slot in the authorizer table (authhook.go),
+	// 0 when it has none.
+	authSlot uintptr
 	spDepth  int      // TransactionSync nesting
 	dbFile   *os.File // if set and !dbSynced, fsync it before the first write commit
 	dbSynced bool
@@ -311,7 +314,7 @@ func (db *DB) setup(created bool) error {
 	c.Limit(sqlite.LimitTriggerDepth, MaxTriggerDepth)
 	c.Limit(sqlite.LimitExprDepth, MaxExprDepth)
 	c.Limit(sqlite.LimitVDBEOp, MaxVDBEOps)
-	if err := c.SetAuthorizer(sqlite.AuthorizeFunc(db.authorize)); err != nil {
+	if err := db.setAuthorizer(); err != nil {
 		return err
 	}
 	sync := "NORMAL"
@@ -408,7 +411,9 @@ func (db *DB) Close() error {
 func (db *DB) closeConn() error {
 	db.closed = true
 	db.finalizeStatements()
-	return CloseConn(db.conn)
+	err := CloseConn(db.conn)
+	db.releaseAuthorizer() // after: SQLite calls the authorizer until closed
+	return err
 }
 
 // finalizeStatements finalizes every prepared statement the DB keeps. No
