@@ -35,7 +35,7 @@ import (
 //     kept.
 //
 // Everything else, and every block the cache does not keep, goes to the
-// default allocator unchanged. The cache is bounded (about 9 MiB), whatever
+// default allocator unchanged. The cache is bounded (about 10 MiB), whatever
 // the number of objects.
 
 const (
