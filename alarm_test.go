@@ -1008,9 +1008,10 @@ func TestAlarm_IndexEntryPrecedesCommit(t *testing.T) {
 	// Every write of a Ticker object is its alarm, so when its WAL is
 	// synced the index must already announce the alarm.
 	check := func(files []string) {
-		// storage.OpenConn, never the driver's: opening and closing
-		// connections concurrently with the runtime's races in the driver.
-		conn, err := storage.OpenConn(filepath.Join(dir, ".alarms.sqlite"), sqlite.OpenReadOnly)
+		// The runtime keeps the index to itself (exclusive locking, its
+		// WAL index in its own memory), so read a copy of the index and
+		// its WAL as they are on file now: what a crash would leave.
+		conn, err := snapshotIndex(t, dir)
 		if err != nil {
 			mu.Lock()
 			checkErr = err
@@ -1083,6 +1084,30 @@ func TestAlarm_IndexEntryPrecedesCommit(t *testing.T) {
 	if missing != 0 {
 		t.Fatalf("%d of %d object syncs happened before the index announced the alarm", missing, checked)
 	}
+}
+
+// snapshotIndex copies the alarm index of the data folder dir and its WAL
+// into a new folder and opens the copy read-only.
+func snapshotIndex(t *testing.T, dir string) (*sqlite.Conn, error) {
+	snap, err := os.MkdirTemp(t.TempDir(), "index")
+	if err != nil {
+		return nil, err
+	}
+	for _, suffix := range []string{"", "-wal"} {
+		data, err := os.ReadFile(filepath.Join(dir, ".alarms.sqlite"+suffix))
+		if errors.Is(err, os.ErrNotExist) && suffix != "" {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(snap, ".alarms.sqlite"+suffix), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	// storage.OpenConn, never the driver's: opening and closing
+	// connections concurrently with the runtime's races in the driver.
+	return storage.OpenConn(filepath.Join(snap, ".alarms.sqlite"), sqlite.OpenReadOnly)
 }
 
 // Ensure Shutdown lets a running alarm handler finish, and leaves no

@@ -24,7 +24,10 @@ const indexVersion = 1
 
 // index is the SQLite file holding one row per object with an alarm:
 // (namespace, id, time in Unix nanoseconds). It is used by one goroutine
-// at a time (Open, then the writer).
+// at a time (Open, then the writer), through storage.OpenPrivate: the
+// runtime holds the index open for its life, and a file open through
+// SQLite's default VFS would slow every object's open (see there). The
+// runtime's lock on its data folder keeps other processes out.
 type index struct {
 	conn *sqlite.Conn
 	path string
@@ -42,7 +45,7 @@ type indexRow struct {
 func openIndex(path string, sync bool) (*index, []indexRow, error) {
 	_, statErr := os.Lstat(path)
 	created := errors.Is(statErr, os.ErrNotExist)
-	conn, err := storage.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
+	conn, err := storage.OpenPrivate(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
 	if err != nil {
 		return nil, nil, fmt.Errorf("alarm: open index %s: %w", path, err)
 	}

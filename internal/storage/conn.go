@@ -68,6 +68,39 @@ func OpenConn(path string, flags sqlite.OpenFlags) (*sqlite.Conn, error) {
 	return sqlite.OpenConn(path, flags)
 }
 
+// OpenPrivate opens the SQLite database at path (creating it if flags has
+// sqlite.OpenCreate) for one connection of a process that keeps every
+// other connection out by other means (the runtime's lock on its data
+// folder): on Linux through SQLite's unix-none VFS, which takes no locks,
+// in exclusive locking mode (set before the WAL is opened, so that SQLite
+// keeps the WAL index in heap memory: unix-none has no shared memory);
+// elsewhere through the default VFS as it is. Another connection reading
+// the file meanwhile may see it as it was some commits before. Close it
+// with CloseConn.
+//
+// Use it for every file the process keeps open for long. As long as one
+// connection has a file open through the default VFS, SQLite stats the
+// file of every later open under its one process-wide mutex, looking for
+// a descriptor to reuse: the opens of objects being activated then queue
+// there.
+func OpenPrivate(path string, flags sqlite.OpenFlags) (*sqlite.Conn, error) {
+	name, flags, err := connName(path, flags, false)
+	if err != nil {
+		return nil, err
+	}
+	c, err := OpenConn(name, flags)
+	if err != nil {
+		return nil, err
+	}
+	if name != path {
+		if err := execTransient(c, "PRAGMA locking_mode = EXCLUSIVE"); err != nil {
+			CloseConn(c)
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
 // CloseConn closes a connection opened with OpenConn.
 func CloseConn(c *sqlite.Conn) error {
 	if handles.size.Load() == 0 {

@@ -222,7 +222,7 @@ func Open(path string, opts Options) (*DB, error) {
 		dbFile = f
 	}
 
-	name, flags, err := connName(path, sqlite.OpenReadWrite)
+	name, flags, err := connName(path, sqlite.OpenReadWrite, true)
 	var conn *sqlite.Conn
 	if err == nil {
 		conn, err = OpenConn(name, flags)

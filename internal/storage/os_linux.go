@@ -45,10 +45,9 @@ var sqliteLocks = false
 var osPragmas []string
 
 // connName returns the name and flags with which Open hands path to
-// SQLite: a URI selecting the "durable" VFS (unix-none gathering WAL
-// writes, walbuf_linux.go), or unix-none itself if that failed to
-// register.
-func connName(path string, flags sqlite.OpenFlags) (string, sqlite.OpenFlags, error) {
+// SQLite: a URI selecting unix-none or, with gatherWAL, the "durable" VFS
+// (unix-none gathering WAL writes, walbuf_linux.go) if it registered.
+func connName(path string, flags sqlite.OpenFlags, gatherWAL bool) (string, sqlite.OpenFlags, error) {
 	if sqliteLocks {
 		return path, flags, nil
 	}
@@ -59,9 +58,9 @@ func connName(path string, flags sqlite.OpenFlags) (string, sqlite.OpenFlags, er
 	// In a URI filename '%' starts an escape, '?' the query and '#' the
 	// fragment; nothing else in a path needs escaping.
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(abs)
-	vfs := walVFSName
-	if registerWALVFS() != nil {
-		vfs = "unix-none"
+	vfs := "unix-none"
+	if gatherWAL && registerWALVFS() == nil {
+		vfs = walVFSName
 	}
 	return "file:" + esc + "?vfs=" + vfs, flags | sqlite.OpenURI, nil
 }

@@ -20,7 +20,7 @@ var osPragmas = []string{"PRAGMA fullfsync = ON"}
 // connName returns the name and flags with which Open hands path to
 // SQLite. Outside Linux it is the path itself, with SQLite's default VFS
 // and its POSIX locks (see os_linux.go for Linux).
-func connName(path string, flags sqlite.OpenFlags) (string, sqlite.OpenFlags, error) {
+func connName(path string, flags sqlite.OpenFlags, gatherWAL bool) (string, sqlite.OpenFlags, error) {
 	return path, flags, nil
 }
 
