@@ -452,6 +452,20 @@ func (s *Scheduler) Stats() Stats {
 	return st
 }
 
+// Keys returns the objects the scheduler knows may have an alarm: every
+// row of its index and every alarm committed since it opened, in no
+// order. The index file itself is private to the scheduler while it
+// runs (see openIndex): readers of a live data folder ask here.
+func (s *Scheduler) Keys() []Key {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]Key, 0, len(s.entries))
+	for k := range s.entries {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 // work is one delivery worker.
 func (s *Scheduler) work() {
 	defer s.wgWork.Done()

@@ -421,9 +421,18 @@ func (f *Folder) object(ctx context.Context, r Ref) (Object, error) {
 // alarm's commit); each object's own database says whether it has one,
 // and when.
 func (f *Folder) Alarms(ctx context.Context) ([]Alarm, error) {
-	keys, err := readIndex(ctx, f.cfg.Dir)
-	if err != nil {
-		return nil, err
+	var keys []indexRow
+	if f.alarms != nil {
+		// Live: the runtime's scheduler holds the index open to itself
+		// and knows every row of it.
+		for _, k := range f.alarms.Keys() {
+			keys = append(keys, indexRow{Namespace: k.NS, ID: hex.EncodeToString(k.ID[:])})
+		}
+	} else {
+		var err error
+		if keys, err = readIndex(ctx, f.cfg.Dir); err != nil {
+			return nil, err
+		}
 	}
 	out := []Alarm{}
 	for _, k := range keys {
