@@ -83,7 +83,9 @@ func (db *DB) getLocked(key string) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	defer db.finish(s)
-	s.BindText(1, key)
+	if err := bindText(s, 1, key); err != nil {
+		return nil, false, err
+	}
 	row, err := db.step(s)
 	db.rowsRead++
 	if err != nil || !row {
@@ -155,8 +157,12 @@ func (db *DB) putLocked(key string, val []byte) error {
 	// MaxLength, the limit user SQL gets, by that header.
 	db.conn.Limit(sqlite.LimitLength, MaxLength+64)
 	defer db.conn.Limit(sqlite.LimitLength, MaxLength)
-	s.BindText(1, key)
-	s.BindBytes(2, val)
+	if err := bindText(s, 1, key); err != nil {
+		return err
+	}
+	if err := bindBytes(s, 2, val); err != nil {
+		return err
+	}
 	_, err = db.step(s)
 	if err == nil {
 		db.rowsWritten++
@@ -229,7 +235,9 @@ func (db *DB) deleteLocked(key string) (bool, error) {
 		return false, err
 	}
 	defer db.finish(s)
-	s.BindText(1, key)
+	if err := bindText(s, 1, key); err != nil {
+		return false, err
+	}
 	if _, err := db.step(s); err != nil {
 		return false, err
 	}
@@ -302,7 +310,9 @@ func (db *DB) List(opts ListOptions) ([]Entry, error) {
 	for i, a := range args {
 		switch v := a.(type) {
 		case string:
-			s.BindText(i+1, v)
+			if err := bindText(s, i+1, v); err != nil {
+				return nil, err
+			}
 		case int:
 			s.BindInt64(i+1, int64(v))
 		}
@@ -612,7 +622,9 @@ func (db *DB) metaGetLocked(key string) (any, bool, error) {
 		return nil, false, err
 	}
 	defer db.finish(s)
-	s.BindText(1, key)
+	if err := bindText(s, 1, key); err != nil {
+		return nil, false, err
+	}
 	row, err := db.step(s)
 	if err != nil || !row {
 		return nil, false, err
@@ -637,12 +649,16 @@ func (db *DB) metaSetLocked(key string, val any) error {
 		return err
 	}
 	defer db.finish(s)
-	s.BindText(1, key)
+	if err := bindText(s, 1, key); err != nil {
+		return err
+	}
 	switch v := val.(type) {
 	case int64:
 		s.BindInt64(2, v)
 	case string:
-		s.BindText(2, v)
+		if err := bindText(s, 2, v); err != nil {
+			return err
+		}
 	}
 	_, err = db.step(s)
 	return err
@@ -657,7 +673,9 @@ func (db *DB) metaDeleteLocked(key string) error {
 		return err
 	}
 	defer db.finish(s)
-	s.BindText(1, key)
+	if err := bindText(s, 1, key); err != nil {
+		return err
+	}
 	_, err = db.step(s)
 	return err
 }

@@ -221,7 +221,9 @@ func bindArgs(s *sqlite.Stmt, args []any) error {
 			if len(v) > MaxLength {
 				return &LimitError{Limit: LimitLength, Max: MaxLength, Got: int64(len(v))}
 			}
-			s.BindText(p, v)
+			if err := bindText(s, p, v); err != nil {
+				return err
+			}
 		case []byte:
 			if v == nil {
 				s.BindNull(p)
@@ -230,7 +232,9 @@ func bindArgs(s *sqlite.Stmt, args []any) error {
 			if len(v) > MaxLength {
 				return &LimitError{Limit: LimitLength, Max: MaxLength, Got: int64(len(v))}
 			}
-			s.BindBytes(p, v)
+			if err := bindBytes(s, p, v); err != nil {
+				return err
+			}
 		case float64:
 			s.BindFloat(p, v)
 		case bool:
@@ -265,7 +269,7 @@ func bindReflect(s *sqlite.Stmt, p, i int, a any) error {
 		if v.Len() > MaxLength {
 			return &LimitError{Limit: LimitLength, Max: MaxLength, Got: int64(v.Len())}
 		}
-		s.BindText(p, v.String())
+		return bindText(s, p, v.String())
 	case reflect.Slice:
 		if v.Type().Elem().Kind() != reflect.Uint8 {
 			return &ArgError{Arg: fmt.Sprintf("args[%d]", i), Reason: fmt.Sprintf("unsupported type %T", a)}
@@ -277,7 +281,7 @@ func bindReflect(s *sqlite.Stmt, p, i int, a any) error {
 		if v.Len() > MaxLength {
 			return &LimitError{Limit: LimitLength, Max: MaxLength, Got: int64(v.Len())}
 		}
-		s.BindBytes(p, v.Bytes())
+		return bindBytes(s, p, v.Bytes())
 	default:
 		return &ArgError{Arg: fmt.Sprintf("args[%d]", i), Reason: fmt.Sprintf("unsupported type %T (want nil, bool, an integer, a float, string or []byte)", a)}
 	}
