@@ -37,21 +37,7 @@ func TestCloseConn_HoldsHandle(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c := open()
-	pc := rawOf(c).db
-	freed := releaseHandle(pb)
-	if pc == pb {
-		t.Fatalf("a connection opened during a close got the closing handle's address %#x", pb)
-	}
-	if !freed {
-		t.Errorf("the closed handle %#x was not freed after the close", pb)
-	}
-	if err := CloseConn(c); err != nil {
-		t.Error(err)
-	}
-	if n := handles.n.Load(); n != 0 {
-		t.Errorf("%d handles still held after every close", n)
-	}
+	openWhileHeld(t, open, pb, "during a close")
 }
 
 // TestCloseConn_SecondCloseOfClosedConn: CloseConn on a connection closed
@@ -76,14 +62,23 @@ func TestCloseConn_SecondCloseOfClosedConn(t *testing.T) {
 	if err := CloseConn(b); err != nil {
 		t.Fatal(err)
 	}
+	openWhileHeld(t, open, pa, "before every closer was done") // then a's second close ends
+}
+
+// openWhileHeld opens a connection while handle p is held, then ends the
+// last hold: the new connection must not have p's address, ending the
+// hold must free p, and no handle may stay held once it is closed. when
+// says when the connection opened, for the failure message.
+func openWhileHeld(t *testing.T, open func() *sqlite.Conn, p uintptr, when string) {
+	t.Helper()
 	c := open()
 	pc := rawOf(c).db
-	freed := releaseHandle(pa) // a's second close ends
-	if pc == pa {
-		t.Fatalf("a connection opened before every closer was done got the handle's address %#x", pa)
+	freed := releaseHandle(p)
+	if pc == p {
+		t.Fatalf("a connection opened %s got the held handle's address %#x", when, p)
 	}
 	if !freed {
-		t.Errorf("the last closer did not free the handle %#x", pa)
+		t.Errorf("the handle %#x was not freed when its last hold ended", p)
 	}
 	if err := CloseConn(c); err != nil {
 		t.Error(err)
