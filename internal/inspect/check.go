@@ -106,12 +106,10 @@ func (f *Folder) checkOne(ctx context.Context, r Ref, res *CheckResult) (*time.T
 	if err != nil {
 		return nil, sqlErr(ctx, err)
 	}
-	for _, t := range []string{kvTable, metaTable} {
-		if ok, err := hasTable(conn, t); err != nil {
-			return nil, sqlErr(ctx, err)
-		} else if !ok {
-			problem("layout: table %s is missing: not a database made by the runtime", t)
-		}
+	if ok, err := hasTable(conn, kvTable); err != nil {
+		return nil, sqlErr(ctx, err)
+	} else if !ok {
+		problem("layout: table %s is missing: not a database made by the runtime", kvTable)
 	}
 	if metaErr != nil {
 		problem("metadata: %v", metaErr)

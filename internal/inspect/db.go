@@ -23,10 +23,17 @@ import (
 const (
 	internalPrefix = "_durable_"
 	kvTable        = "_durable_kv"   // key TEXT PRIMARY KEY, value BLOB (codec-encoded)
-	metaTable      = "_durable_meta" // key TEXT PRIMARY KEY, value
+	metaTable      = "_durable_meta" // layout 1 only: key TEXT PRIMARY KEY, value
 	metaAlarm      = "alarm"         // INTEGER, Unix nanoseconds
 	metaPrefix     = "m/"            // storage.DB.SetMeta("k", v) is the row "m/k"
 	metaName       = "name"          // the object's name (State.Name)
+
+	// The runtime's rows are in kvTable under BLOB keys (layout 2), which
+	// order after every KV entry's TEXT key; in layout 1 they were the rows
+	// of metaTable, under TEXT keys. storage.Open upgrades a file to
+	// layout 2; files not opened since keep layout 1.
+	kvEntries = "SELECT key, value FROM " + kvTable + " WHERE key < x'' ORDER BY key"
+	metaRows  = "SELECT CAST(key AS TEXT), value FROM " + kvTable + " WHERE key >= x''"
 )
 
 // readAuthorizer keeps read connections on their own file.
@@ -180,7 +187,7 @@ func hasTable(conn *sqlite.Conn, name string) (bool, error) {
 	return found, err
 }
 
-// objectMeta is what an object's _durable_meta says.
+// objectMeta is what an object's metadata rows say.
 type objectMeta struct {
 	meta  map[string]string // SetMeta keys, without the prefix
 	alarm *time.Time
@@ -188,15 +195,11 @@ type objectMeta struct {
 
 func (m objectMeta) name() string { return m.meta[metaName] }
 
-// readMeta reads the metadata rows; a database without the table (not
-// made by the runtime) has none.
+// readMeta reads the metadata rows, of either layout; a database without
+// the tables (not made by the runtime) has none.
 func readMeta(conn *sqlite.Conn) (objectMeta, error) {
 	m := objectMeta{meta: map[string]string{}}
-	ok, err := hasTable(conn, metaTable)
-	if err != nil || !ok {
-		return m, err
-	}
-	err = exec(conn, "SELECT key, value FROM "+metaTable, nil, func(s *sqlite.Stmt) error {
+	row := func(s *sqlite.Stmt) error {
 		key := s.ColumnText(0)
 		switch {
 		case key == metaAlarm:
@@ -209,8 +212,22 @@ func readMeta(conn *sqlite.Conn) (objectMeta, error) {
 			m.meta[strings.TrimPrefix(key, metaPrefix)] = s.ColumnText(1)
 		}
 		return nil
-	})
-	return m, err
+	}
+	for _, q := range []struct{ table, query string }{
+		{metaTable, "SELECT key, value FROM " + metaTable},
+		{kvTable, metaRows},
+	} {
+		ok, err := hasTable(conn, q.table)
+		if err != nil {
+			return m, err
+		}
+		if ok {
+			if err := exec(conn, q.query, nil, row); err != nil {
+				return m, err
+			}
+		}
+	}
+	return m, nil
 }
 
 // liveMeta reads the metadata of a live object's database.

@@ -16,6 +16,8 @@ import (
 	"github.com/durable-go/durable/internal/durability"
 	"github.com/durable-go/durable/internal/inspect"
 	"github.com/durable-go/durable/internal/storage"
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
 )
 
 // Ensure what inspect reads of the runtime's tables is what storage writes.
@@ -39,6 +41,64 @@ func TestLayout(t *testing.T) {
 	want := `[{"key":"count","value":3,"size":1},{"key":"profile","value":{"at":"2025-01-02T03:04:05.000000006Z","nick":"alice"},"size":48}]`
 	if string(got) != want {
 		t.Fatalf("KVGet:\ngot  %s\nwant %s", got, want)
+	}
+}
+
+// TestLayout1: a database of layout 1 (the runtime's rows in a table of
+// their own, as earlier versions wrote it, never opened by the runtime
+// since) reads as the same object.
+func TestLayout1(t *testing.T) {
+	dir := t.TempDir()
+	id := writeObject(t, dir, richObject)
+	ctx := context.Background()
+	f := newFolder(t, dir)
+	want := exportJSON(t, f, "Room", "lobby")
+	f.Close()
+
+	c, err := storage.OpenConn(dbPath(dir, "Room", id), sqlite.OpenReadWrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"CREATE TABLE _durable_meta (key TEXT PRIMARY KEY NOT NULL, value NOT NULL) WITHOUT ROWID",
+		"INSERT INTO _durable_meta SELECT CAST(key AS TEXT), value FROM _durable_kv WHERE key >= x''",
+		"DELETE FROM _durable_kv WHERE key >= x''",
+		"PRAGMA user_version = 1",
+	} {
+		if err := sqlitex.ExecuteTransient(c, q, nil); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	storage.CloseConn(c)
+
+	f = newFolder(t, dir)
+	o, err := f.Object(ctx, "Room", "lobby")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.ID != id || o.Name != "lobby" || o.Alarm == nil || !o.Alarm.Equal(richObject.alarm) {
+		t.Fatalf("got %+v, want ID %s, name lobby, alarm %v", o, id, richObject.alarm)
+	}
+	if got := exportJSON(t, f, "Room", "lobby"); !reflect.DeepEqual(got, want) {
+		g, _ := json.MarshalIndent(got, "", " ")
+		w, _ := json.MarshalIndent(want, "", " ")
+		t.Fatalf("export of layout 1 differs:\ngot  %s\nwant %s", g, w)
+	}
+	wantCheckOK(t, f, "Room")
+}
+
+// wantCheckOK checks the objects of namespace ns ("": all) and fails the
+// test for each problem found.
+func wantCheckOK(t *testing.T, f *inspect.Folder, ns string) {
+	t.Helper()
+	results, err := f.Check(context.Background(), ns, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if !r.OK {
+			t.Errorf("check %s: %v", r.Name, r.Problems)
+		}
 	}
 }
 
@@ -247,15 +307,7 @@ func TestFolder_ExportImport(t *testing.T) {
 			if err != nil || len(alarms) != 2 {
 				t.Fatalf("Alarms after import: %+v, %v", alarms, err)
 			}
-			results, err := f.Check(ctx, "", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range results {
-				if !r.OK {
-					t.Errorf("check %s: %v", r.Name, r.Problems)
-				}
-			}
+			wantCheckOK(t, f, "")
 			// The trigger and the full-text index work in the copy.
 			if _, err := f.Query(ctx, "Room", "copy", inspect.Query{SQL: "INSERT INTO plain VALUES (1, 2)", Write: true}); err != nil {
 				t.Fatal(err)

@@ -252,7 +252,7 @@ func eachKV(conn *sqlite.Conn, fn func(key string, val []byte) error) error {
 	if ok, err := hasTable(conn, kvTable); err != nil || !ok {
 		return err
 	}
-	return exec(conn, "SELECT key, value FROM "+kvTable+" ORDER BY key", nil, func(s *sqlite.Stmt) error {
+	return exec(conn, kvEntries, nil, func(s *sqlite.Stmt) error {
 		b, _ := column(s, 1).([]byte)
 		if b == nil {
 			b = []byte(s.ColumnText(1)) // a TEXT value written by hand

@@ -43,6 +43,12 @@ func bindBytes(s *sqlite.Stmt, p int, v []byte) error {
 	return bindValue(s, p, v, false)
 }
 
+// bindRowKey binds key to parameter p of s as a blob: the key of one of
+// the runtime's own rows in _durable_kv (see schemaVersion).
+func bindRowKey(s *sqlite.Stmt, p int, key string) error {
+	return bindValue(s, p, unsafe.Slice(unsafe.StringData(key), len(key)), false)
+}
+
 func bindValue(s *sqlite.Stmt, p int, v []byte, text bool) error {
 	l := (*stmtLayout)(unsafe.Pointer(s))
 	if l.stmt == 0 {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -367,7 +368,11 @@ func (db *DB) setup(created bool) error {
 	if err := execTransient(c, "BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
-	for _, q := range schemaDDL {
+	steps := schemaDDL
+	if v == 1 {
+		steps = append(slices.Clone(upgradeFrom1), schemaDDL...)
+	}
+	for _, q := range steps {
 		if err := execTransient(c, q); err != nil {
 			execTransient(c, "ROLLBACK")
 			return err

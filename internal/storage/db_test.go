@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -167,6 +168,81 @@ func TestOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		commit(t, db)
+	})
+	t.Run("UpgradesLayout1", func(t *testing.T) {
+		// A database of layout 1, as an earlier version made it: the
+		// runtime's rows in a table of their own, under TEXT keys.
+		path := filepath.Join(t.TempDir(), "db")
+		c, err := storage.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{
+			"PRAGMA journal_mode = WAL",
+			"CREATE TABLE _durable_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID",
+			"CREATE TABLE _durable_meta (key TEXT PRIMARY KEY NOT NULL, value NOT NULL) WITHOUT ROWID",
+			"INSERT INTO _durable_kv VALUES ('a', x'01'), ('alarm', x'02')",
+			"INSERT INTO _durable_meta VALUES ('alarm', 1000000000000), ('m/name', 'room-1')",
+			"CREATE TABLE t (x)",
+			"PRAGMA user_version = 1",
+		} {
+			if err := sqlitex.ExecuteTransient(c, q, nil); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		if err := storage.CloseConn(c); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // upgraded, then opened as it is
+			db := openAt(t, path, storage.Options{})
+			if at, ok, err := db.Alarm(); err != nil || !ok || !at.Equal(timeAt(1000)) {
+				t.Errorf("Alarm = %v, %v, %v; want %v", at, ok, err, timeAt(1000))
+			}
+			if name, ok, err := db.GetMeta("name"); err != nil || !ok || name != "room-1" {
+				t.Errorf("GetMeta = %q, %v, %v; want room-1", name, ok, err)
+			}
+			if got, err := db.List(storage.ListOptions{}); err != nil || !reflect.DeepEqual(keysOf(got), []string{"a", "alarm"}) {
+				t.Errorf("List = %q, %v; want [a alarm]", keysOf(got), err)
+			}
+			if n := queryInt(t, db, "SELECT count(*) FROM sqlite_schema WHERE name = '_durable_meta'"); n != 0 {
+				t.Errorf("_durable_meta still there after Open")
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err = storage.OpenConn(path, sqlite.OpenReadOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer storage.CloseConn(c)
+		var v int64
+		err = sqlitex.ExecuteTransient(c, "PRAGMA user_version", &sqlitex.ExecOptions{ResultFunc: func(s *sqlite.Stmt) error {
+			v = s.ColumnInt64(0)
+			return nil
+		}})
+		if err != nil || v != 2 {
+			t.Errorf("user_version = %d, %v; want 2", v, err)
+		}
+	})
+	t.Run("RefusesNewerLayout", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "db")
+		db := openAt(t, path, storage.Options{})
+		commit(t, db)
+		db.Close()
+		c, err := storage.OpenConn(path, sqlite.OpenReadWrite)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = sqlitex.ExecuteTransient(c, "PRAGMA user_version = 3", nil)
+		storage.CloseConn(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if db, err := storage.Open(path, storage.Options{Durability: newGroup(t, durability.NoSync)}); err == nil {
+			db.Close()
+			t.Fatal("Open of a database of a newer layout succeeded")
+		}
 	})
 	t.Run("StaleWALIsRemovedForNewDatabase", func(t *testing.T) {
 		dir := t.TempDir()

@@ -382,6 +382,15 @@ func listQuery(opts ListOptions) (query string, args []any, empty bool, err erro
 		}
 		args = append(args, hi)
 	}
+	// The runtime's own rows have BLOB keys, ordered after every TEXT
+	// key: end the range below them (a TEXT bound already does).
+	if hi == "" {
+		if len(args) > 0 {
+			b.WriteString(" AND key < x''")
+		} else {
+			b.WriteString(" WHERE key < x''")
+		}
+	}
 	b.WriteString(" ORDER BY key")
 	if opts.Reverse {
 		b.WriteString(" DESC")
@@ -460,13 +469,12 @@ func (db *DB) DeleteAll() error {
 				}
 			}
 		}
-		for _, q := range []string{
-			"DELETE FROM _durable_kv",
-			"DELETE FROM _durable_meta WHERE key = 'alarm'",
-		} {
-			if err := db.execInternal(q); err != nil {
-				return err
-			}
+		// The KV entries (TEXT keys) and the alarm; the metadata stays.
+		if err := db.execInternal("DELETE FROM _durable_kv WHERE key < x''"); err != nil {
+			return err
+		}
+		if err := db.metaDeleteLocked("alarm"); err != nil {
+			return err
 		}
 		if deferred == 0 {
 			return db.execInternal("PRAGMA defer_foreign_keys = OFF")
@@ -617,12 +625,12 @@ func (db *DB) metaGetLocked(key string) (any, bool, error) {
 	if err := db.begin(); err != nil {
 		return nil, false, err
 	}
-	s, err := db.prep("SELECT value FROM _durable_meta WHERE key = ?")
+	s, err := db.prep("SELECT value FROM _durable_kv WHERE key = ?")
 	if err != nil {
 		return nil, false, err
 	}
 	defer db.finish(s)
-	if err := bindText(s, 1, key); err != nil {
+	if err := bindRowKey(s, 1, key); err != nil {
 		return nil, false, err
 	}
 	row, err := db.step(s)
@@ -644,12 +652,12 @@ func (db *DB) metaSetLocked(key string, val any) error {
 	if err := db.begin(); err != nil {
 		return err
 	}
-	s, err := db.prep("INSERT OR REPLACE INTO _durable_meta (key, value) SELECT ?, ?") // see putLocked
+	s, err := db.prep("INSERT OR REPLACE INTO _durable_kv (key, value) SELECT ?, ?") // see putLocked
 	if err != nil {
 		return err
 	}
 	defer db.finish(s)
-	if err := bindText(s, 1, key); err != nil {
+	if err := bindRowKey(s, 1, key); err != nil {
 		return err
 	}
 	switch v := val.(type) {
@@ -668,12 +676,12 @@ func (db *DB) metaDeleteLocked(key string) error {
 	if err := db.begin(); err != nil {
 		return err
 	}
-	s, err := db.prep("DELETE FROM _durable_meta WHERE key = ?")
+	s, err := db.prep("DELETE FROM _durable_kv WHERE key = ?")
 	if err != nil {
 		return err
 	}
 	defer db.finish(s)
-	if err := bindText(s, 1, key); err != nil {
+	if err := bindRowKey(s, 1, key); err != nil {
 		return err
 	}
 	_, err = db.step(s)

@@ -2,6 +2,8 @@ package storage_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"testing"
@@ -127,6 +129,8 @@ func TestDB_KV(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// The runtime's rows share the table and never show in a list.
+		setRuntimeRows(t, db)
 		for _, tc := range []struct {
 			name string
 			opts storage.ListOptions
@@ -206,6 +210,18 @@ func TestDB_KV(t *testing.T) {
 			t.Errorf("List in the same turn = %v, %v", got, err)
 		}
 	})
+}
+
+// setRuntimeRows sets the alarm (at second 1000) and the metadata "name"
+// (obj) of db.
+func setRuntimeRows(tb testing.TB, db *storage.DB) {
+	tb.Helper()
+	if err := db.SetAlarm(timeAt(1000)); err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.SetMeta("name", "obj"); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 func TestDB_Alarm(t *testing.T) {
@@ -350,12 +366,7 @@ func TestDB_DeleteAll(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := db.SetAlarm(timeAt(1000)); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.SetMeta("name", "obj"); err != nil {
-			t.Fatal(err)
-		}
+		setRuntimeRows(t, db)
 		commit(t, db)
 		return db
 	}
@@ -443,6 +454,82 @@ func TestDB_DeleteAll(t *testing.T) {
 			t.Errorf("KV entries = %d, want 5", len(got))
 		}
 	})
+}
+
+// TestDB_RuntimeRowsApart: the alarm and the metadata share the KV table
+// (layout 2) without sharing its key space: KV entries named like them
+// are separate entries, and neither side's writes reach the other.
+func TestDB_RuntimeRowsApart(t *testing.T) {
+	db := openDB(t, storage.Options{})
+	for _, k := range []string{"alarm", "m/name", "\xff\xff"} {
+		if err := db.Put(k, []byte("kv")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setRuntimeRows(t, db)
+	commit(t, db)
+	if v, ok, err := db.Get("alarm"); err != nil || !ok || string(v) != "kv" {
+		t.Errorf("Get(alarm) = %q, %v, %v; want the KV entry", v, ok, err)
+	}
+	if found, err := db.Delete("alarm"); err != nil || !found {
+		t.Fatalf("Delete(alarm) = %v, %v; want the KV entry deleted", found, err)
+	}
+	if err := db.Put("m/name", []byte("other")); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, db)
+	if at, ok, err := db.Alarm(); err != nil || !ok || !at.Equal(timeAt(1000)) {
+		t.Errorf("Alarm after deleting the KV entry \"alarm\" = %v, %v, %v; want %v", at, ok, err, timeAt(1000))
+	}
+	if name, ok, err := db.GetMeta("name"); err != nil || !ok || name != "obj" {
+		t.Errorf("GetMeta(name) after Put(\"m/name\") = %q, %v, %v; want obj", name, ok, err)
+	}
+	if err := db.DeleteAlarm(); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, db)
+	if v, ok, err := db.Get("m/name"); err != nil || !ok || string(v) != "other" {
+		t.Errorf("Get(m/name) = %q, %v, %v; want other", v, ok, err)
+	}
+	if got, _ := db.List(storage.ListOptions{Reverse: true}); !reflect.DeepEqual(keysOf(got), []string{"\xff\xff", "m/name"}) {
+		t.Errorf("List = %q", keysOf(got))
+	}
+}
+
+// TestDB_OneFramePerSmallCommit: a turn that writes a KV entry and the
+// alarm of a small object changes one page, so its commit appends one
+// frame to the WAL (layout 2; with a table of their own, the runtime's
+// rows were a second page and a second frame).
+func TestDB_OneFramePerSmallCommit(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	db := openAt(t, path, storage.Options{})
+	walSize := func() int64 {
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	const frame = 24 + 4096 // header and page
+	for i := range 5 {
+		before := walSize()
+		if err := db.Put("n", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetAlarm(timeAt(int64(1000 + i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetMeta("name", "obj"); err != nil {
+			t.Fatal(err)
+		}
+		commit(t, db)
+		if i == 0 {
+			continue // the first commit also writes the WAL header
+		}
+		if grew := walSize() - before; grew != frame {
+			t.Fatalf("commit %d grew the WAL by %d bytes, want one frame (%d)", i, grew, frame)
+		}
+	}
 }
 
 func TestDB_Meta(t *testing.T) {

@@ -18,7 +18,19 @@ import (
 
 // schemaVersion is stored in the database header (PRAGMA user_version, which
 // user SQL cannot read or write) and names the layout of the internal tables.
-const schemaVersion = 1
+//
+// Layout 2 keeps everything the runtime stores in one table, _durable_kv:
+// the user's KV entries under TEXT keys, and the runtime's own rows (the
+// alarm, the metadata SetMeta stores) under BLOB keys. SQLite orders every
+// TEXT value before every BLOB, so the runtime's rows sit together after
+// the last KV entry, where no KV query reaches (those bind TEXT keys, and
+// List bounds its range below the empty BLOB), and for an object whose
+// entries fit in one page a turn that writes KV entries and its alarm
+// changes that one page: one WAL frame per commit, not one per table.
+//
+// Layout 1 kept the runtime's rows in a second table, _durable_meta, under
+// TEXT keys; Open moves them into _durable_kv (upgradeFrom1).
+const schemaVersion = 2
 
 // pageSize is the page size of every database storage creates.
 const pageSize = 4096
@@ -27,12 +39,18 @@ const pageSize = 4096
 // BINARY collation), which for UTF-8 text is code point order.
 var schemaDDL = []string{
 	"CREATE TABLE IF NOT EXISTS _durable_kv (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID",
-	"CREATE TABLE IF NOT EXISTS _durable_meta (key TEXT PRIMARY KEY NOT NULL, value NOT NULL) WITHOUT ROWID",
 	"PRAGMA user_version = " + strconv.Itoa(schemaVersion),
 }
 
+// upgradeFrom1 moves the rows of layout 1's _durable_meta into
+// _durable_kv under BLOB keys (see schemaVersion).
+var upgradeFrom1 = []string{
+	"INSERT OR REPLACE INTO _durable_kv (key, value) SELECT CAST(key AS BLOB), value FROM _durable_meta",
+	"DROP TABLE _durable_meta",
+}
+
 // internalTables lists the tables storage owns; DeleteAll keeps them.
-var internalTables = map[string]bool{"_durable_kv": true, "_durable_meta": true}
+var internalTables = map[string]bool{"_durable_kv": true}
 
 var (
 	templateOnce  sync.Once
