@@ -287,6 +287,9 @@ func createCost(b *testing.B, dir string) time.Duration {
 func BenchmarkOpenExisting(b *testing.B) {
 	b.Run("Cold", func(b *testing.B) { benchOpenExisting(b, 0) })
 	b.Run("Warm", func(b *testing.B) { benchOpenExisting(b, 10) })
+	// Activation: Warm, plus what the runtime reads of an object it
+	// activates to deliver an alarm: its name and its alarm.
+	b.Run("Activation", func(b *testing.B) { benchOpenExisting(b, -10) })
 	// Crowded: 4,000 other databases open, as with thousands of live
 	// objects; SQLiteLocks is the same through SQLite's default VFS, whose
 	// opens walk a list of every open file (the baseline). Both report
@@ -301,6 +304,8 @@ func BenchmarkOpenExisting(b *testing.B) {
 }
 
 func benchOpenExisting(b *testing.B, others int) {
+	activation := others < 0
+	others = max(others, -others)
 	path := filepath.Join(b.TempDir(), "db.sqlite")
 	opts := storage.Options{Durability: newGroup(b, durability.NoSync)}
 	for i := range others {
@@ -317,6 +322,7 @@ func benchOpenExisting(b *testing.B, others int) {
 	if err := db.Put("k", []byte("v")); err != nil {
 		b.Fatal(err)
 	}
+	setRuntimeRows(b, db)
 	commit(b, db)
 	db.Close()
 	b.ResetTimer()
@@ -324,6 +330,14 @@ func benchOpenExisting(b *testing.B, others int) {
 		db, err := storage.Open(path, opts)
 		if err != nil {
 			b.Fatal(err)
+		}
+		if activation {
+			if _, ok, err := db.GetMeta("name"); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+			if _, ok, err := db.Alarm(); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
 		}
 		if _, _, err := db.Get("k"); err != nil {
 			b.Fatal(err)

@@ -532,6 +532,100 @@ func TestDB_OneFramePerSmallCommit(t *testing.T) {
 	}
 }
 
+// TestDB_MetaAfterRollbacks: GetMeta reports the metadata as the open
+// transaction has it after every kind of rollback and failure, and after
+// the database opens again (a guard for the memory of it that Open fills).
+func TestDB_MetaAfterRollbacks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	db := openAt(t, path, storage.Options{})
+	want := func(step, val string) {
+		t.Helper()
+		got, ok, err := db.GetMeta("name")
+		if err != nil || ok != (val != "") || got != val {
+			t.Errorf("%s: GetMeta = %q, %v, %v; want %q", step, got, ok, err, val)
+		}
+	}
+	set := func(val string) {
+		t.Helper()
+		if err := db.SetMeta("name", val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want("new database", "")
+	set("a")
+	commit(t, db)
+	want("committed", "a")
+
+	set("b")
+	want("set in the transaction", "b")
+	if err := db.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	want("after Rollback", "a")
+
+	err := db.TransactionSync(func() error {
+		set("c")
+		return errors.New("fail")
+	})
+	if err == nil {
+		t.Fatal("TransactionSync succeeded")
+	}
+	want("after a failed TransactionSync", "a")
+
+	exec(t, db, "CREATE TABLE t (id INTEGER PRIMARY KEY)")
+	exec(t, db, "INSERT INTO t VALUES (1)")
+	commit(t, db)
+	set("d")
+	var ae *storage.TxAbortedError
+	if _, err := db.Exec("INSERT OR ROLLBACK INTO t VALUES (1)"); !errors.As(err, &ae) {
+		t.Fatalf("Exec: got %v, want *TxAbortedError", err)
+	}
+	if _, err := db.Commit(); !errors.As(err, &ae) {
+		t.Fatalf("Commit: got %v, want *TxAbortedError", err)
+	}
+	want("after an aborted transaction", "a")
+
+	exec(t, db, "CREATE TABLE p (id INTEGER PRIMARY KEY)")
+	exec(t, db, "CREATE TABLE c (pid INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)")
+	commit(t, db)
+	set("e")
+	exec(t, db, "INSERT INTO c VALUES (7)")
+	if _, err := db.Commit(); err == nil {
+		t.Fatal("Commit with a dangling foreign key succeeded")
+	}
+	want("after a failed commit", "a")
+
+	set("f")
+	if err := db.SetAlarm(timeAt(1000)); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, db)
+	if err := db.DeleteAll(); err != nil {
+		t.Fatal(err)
+	}
+	want("after DeleteAll", "f")
+	commit(t, db)
+	set("g")
+	commit(t, db)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openAt(t, path, storage.Options{})
+	want("after reopening", "g")
+	if _, ok, err := db.Alarm(); ok || err != nil {
+		t.Errorf("Alarm after DeleteAll and reopening = %v, %v; want none", ok, err)
+	}
+	if err := db.SetAlarm(timeAt(2000)); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, db)
+	db.Close()
+	db = openAt(t, path, storage.Options{})
+	if at, ok, err := db.Alarm(); !ok || err != nil || !at.Equal(timeAt(2000)) {
+		t.Errorf("Alarm after reopening = %v, %v, %v; want %v", at, ok, err, timeAt(2000))
+	}
+}
+
 func TestDB_Meta(t *testing.T) {
 	db := openDB(t, storage.Options{})
 	if _, ok, err := db.GetMeta("name"); ok || err != nil {
