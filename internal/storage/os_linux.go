@@ -44,6 +44,10 @@ var sqliteLocks = false
 // Linux, where fsync reaches stable storage.
 var osPragmas []string
 
+// uriEscaper escapes a path for a URI filename: '%' starts an escape, '?'
+// the query and '#' the fragment; nothing else in a path needs escaping.
+var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
 // connName returns the name and flags with which Open hands path to
 // SQLite: a URI selecting unix-none or, with gatherWAL, the "durable" VFS
 // (unix-none gathering WAL writes, walbuf_linux.go) if it registered.
@@ -55,9 +59,10 @@ func connName(path string, flags sqlite.OpenFlags, gatherWAL bool) (string, sqli
 	if err != nil {
 		return "", 0, err
 	}
-	// In a URI filename '%' starts an escape, '?' the query and '#' the
-	// fragment; nothing else in a path needs escaping.
-	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(abs)
+	esc := abs
+	if strings.ContainsAny(abs, "%?#") {
+		esc = uriEscaper.Replace(abs)
+	}
 	vfs := "unix-none"
 	if gatherWAL && registerWALVFS() == nil {
 		vfs = walVFSName
