@@ -24,8 +24,8 @@ import (
 
 var (
 	// The defaults are the issue's: 100,000 alarms due across 10,000
-	// objects. Every object the alarms wake stays open (about 3.7 file
-	// descriptors each with fsync) unless Options.MaxLiveObjects (by
+	// objects. Every object the alarms wake stays open (two or three file
+	// descriptors each) unless Options.MaxLiveObjects (by
 	// default a quarter of the open-file limit) evicts it: below ulimit -n
 	// 42,000, which the benchmark raises the limit to if it may, objects
 	// cycle through memory as they would in a server with that limit.

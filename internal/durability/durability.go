@@ -418,36 +418,62 @@ const maxNamed = 1 << 20
 
 var pathSeed = maphash.MakeSeed()
 
-// open returns the file's descriptor, opening it on first use. On first
-// use it also learns whether the Group made the file's directory entry
-// durable before (then no directory fsync is needed).
+// open returns the file's descriptor, opening it on first use. It fails
+// with ErrClosed once Close has been called.
 func (f *File) open() (*os.File, error) {
 	f.mu.Lock()
-	fd := f.fd
+	fd, closed := f.fd, f.closed
 	f.mu.Unlock()
 	if fd != nil {
 		return fd, nil
+	}
+	if closed {
+		return nil, ErrClosed
+	}
+	if err := f.learnKey(); err != nil {
+		return nil, err
 	}
 	fd, err := os.OpenFile(f.path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, err
 	}
-	// Without a birth time (a file system that does not record it) the
-	// key stays zero and the directory is always synced.
-	key := keyOf(fd.Fd(), f.path)
-	named := key != (fileKey{}) && f.g.isNamed(key)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.fd != nil {
+	if f.fd != nil || f.closed {
 		fd.Close()
+		if f.closed {
+			return nil, ErrClosed
+		}
 		return f.fd, nil
 	}
 	f.fd = fd
-	f.key = key
+	return fd, nil
+}
+
+// learnKey identifies the file under its path (keyOf), once, and learns
+// whether the Group made its directory entry durable before (then no
+// directory fsync is needed). It fails only if the file is missing.
+func (f *File) learnKey() error {
+	f.mu.Lock()
+	known := f.keyKnown
+	f.mu.Unlock()
+	if known {
+		return nil
+	}
+	// Without a birth time (a file system that does not record it) the
+	// key stays zero and the directory is always synced.
+	key, err := keyOf(f.path)
+	if err != nil {
+		return err
+	}
+	named := key != (fileKey{}) && f.g.isNamed(key)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.key, f.keyKnown = key, true
 	if named {
 		f.dirSynced = true
 	}
-	return fd, nil
+	return nil
 }
 
 func (g *Group) isNamed(k fileKey) bool {
@@ -519,9 +545,14 @@ type File struct {
 	dir  string
 	rel  string // path relative to the Group's root, for its journal
 
-	mu        sync.Mutex // guards the fields below
+	mu sync.Mutex // guards the fields below
+	// fd is the File's own descriptor of the file, opened on first use
+	// (open): a journaled commit whose bytes the caller hands over
+	// needs none, so most files never open one (one descriptor less per
+	// live object, and no open and close per activation).
 	fd        *os.File
-	key       fileKey // set with fd
+	key       fileKey // set by learnKey
+	keyKnown  bool
 	dirSynced bool
 	committed uint64        // sequence of the last commit
 	synced    uint64        // commits up to here are durable
@@ -594,8 +625,12 @@ func (f *File) CommitWALData(r WALRange, data []byte) Ticket {
 	f.mu.Unlock()
 	var fd *os.File
 	err := ErrClosed
-	if !closed {
-		fd, err = f.open()
+	switch {
+	case closed:
+	case int64(len(data)) == r.End-r.Off:
+		err = f.learnKey() // the journal copies data: no descriptor needed
+	default:
+		fd, err = f.open() // the journal reads the bytes from the file
 	}
 	f.mu.Lock()
 	f.committed++

@@ -845,14 +845,19 @@ func (j *journal) release(b *jbatch, elapsed time.Duration, err error) {
 // whole WAL (megabytes for a busy object, tens of milliseconds).
 func (f *File) kick(n int64) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.unsynced += n
-	if f.unsynced < writebackAfter || f.fd == nil {
+	if f.unsynced < writebackAfter || f.closed {
+		f.mu.Unlock()
 		return
 	}
 	f.unsynced = 0
-	// Advice only: an error changes nothing durability depends on.
-	startWriteback(f.fd.Fd())
+	f.mu.Unlock()
+	// Advice only: an error changes nothing durability depends on. The
+	// descriptor stays open for the next time (Close waits for no kick:
+	// open fails once Close was called, and Close closes what it finds).
+	if fd, err := f.open(); err == nil {
+		startWriteback(fd.Fd())
+	}
 }
 
 // unsyncedBytes returns the WAL bytes journaled and not yet synced or
@@ -908,11 +913,9 @@ func (b *jbatch) onlyFile() *File {
 // writing, that is one sync either way, and it spares the journal write
 // and keeps the WAL synced for SQLite's checkpoints.
 func (j *journal) syncOne(f *File) error {
-	f.mu.Lock()
-	fd := f.fd // open while it has commits waiting: Close waits for them
-	f.mu.Unlock()
-	if fd == nil {
-		return fmt.Errorf("durability: sync %s: %w", f.path, ErrClosed)
+	fd, err := f.open() // Close waits for the commits this syncs
+	if err != nil {
+		return fmt.Errorf("durability: sync %s: %w", f.path, err)
 	}
 	if err := j.syncFile(fd); err != nil {
 		return fmt.Errorf("durability: sync %s: %w", f.path, err)

@@ -928,6 +928,7 @@ func TestJournal_RecoverWithoutJournal(t *testing.T) {
 type countingEnv struct {
 	*journalEnv
 	fileSyncs, journalSyncs atomic.Int64
+	dirSyncs                atomic.Int64
 	hold                    atomic.Bool
 	entered, release        chan struct{}
 }
@@ -943,6 +944,7 @@ func openCountingEnv(t *testing.T, cfg durability.Config) *countingEnv {
 		return f.Sync()
 	}
 	cfg.SyncDir = func(dir string) error {
+		c.dirSyncs.Add(1)
 		if c.hold.CompareAndSwap(true, false) {
 			close(c.entered)
 			<-c.release
@@ -977,6 +979,73 @@ func TestJournal_OneFileBatchFsyncsTheFile(t *testing.T) {
 	waitDurable(t, first, ta, tb)
 	if e.fileSyncs.Load() != 2 || e.journalSyncs.Load() != 1 {
 		t.Fatalf("then a batch of two files: %d file syncs, %d journal syncs; want 2 and 1", e.fileSyncs.Load(), e.journalSyncs.Load())
+	}
+}
+
+// descriptors counts this process's open descriptors of path, or skips
+// the test where /proc/self/fd does not list them.
+func descriptors(t *testing.T, path string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == path {
+			n++
+		}
+	}
+	return n
+}
+
+// TestJournal_CommitWithDataOpensNoDescriptor: a File whose commits hand
+// over their bytes (CommitWALData) and go through the journal never opens
+// the file; it does when it needs to (a batch of its commits alone is
+// made durable by fsyncing the file), and Close closes it. A File opened
+// again for the same file still knows its directory entry is durable.
+func TestJournal_CommitWithDataOpensNoDescriptor(t *testing.T) {
+	e := openCountingEnv(t, durability.Config{})
+	a := newWAL(t, e.root, "a", 0x377f0682, 0, saltA)
+	b := newWAL(t, e.root, "b", 0x377f0682, 0, saltA)
+	c := newWAL(t, e.root, "c", 0x377f0682, 0, saltA)
+	fa, fb, fc := e.file(t, a), e.file(t, b), e.file(t, c)
+	commit := func(f *durability.File, w *walTestFile, n int, seed byte) durability.Ticket {
+		r := w.appendFrames(n, seed)
+		return f.CommitWALData(r, w.want[r.Off:r.End])
+	}
+	// Hold the writer in the directory sync of c's first commit while a
+	// commit of a and one of b wait: they form a journaled batch.
+	e.hold.Store(true)
+	first := commit(fc, c, 100, 1)
+	<-e.entered
+	ta, tb := commit(fa, a, 100, 2), commit(fb, b, 100, 3)
+	close(e.release)
+	waitDurable(t, first, ta, tb)
+	if e.journalSyncs.Load() != 1 {
+		t.Fatalf("batch of a and b: %d journal syncs, want 1", e.journalSyncs.Load())
+	}
+	if na, nb := descriptors(t, a.path), descriptors(t, b.path); na != 0 || nb != 0 {
+		t.Fatalf("after journaled commits with their bytes: a has %d descriptors, b %d; want none", na, nb)
+	}
+	files, dirs := e.fileSyncs.Load(), e.dirSyncs.Load()
+	waitDurable(t, commit(fa, a, 100, 4))
+	if got := e.fileSyncs.Load(); got != files+1 {
+		t.Fatalf("a's commit alone: %d file syncs, want %d", got, files+1)
+	}
+	if n := descriptors(t, a.path); n != 1 {
+		t.Fatalf("after a's commit alone: %d descriptors of a, want 1", n)
+	}
+	if err := fa.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := descriptors(t, a.path); n != 0 {
+		t.Fatalf("after Close: %d descriptors of a, want 0", n)
+	}
+	fa2 := e.file(t, a)
+	waitDurable(t, commit(fa2, a, 100, 5))
+	if got := e.dirSyncs.Load(); got != dirs {
+		t.Errorf("a opened again: %d directory syncs since, want none (its entry is durable)", got-dirs)
 	}
 }
 

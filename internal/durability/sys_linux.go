@@ -59,17 +59,21 @@ func rawRW(write bool, f *os.File, buf []byte, off int64) (int, error) {
 	return int(n), nil
 }
 
-// keyOf identifies the file open as fd under path: its inode and birth
-// time. Zero if the file system does not record a birth time.
-func keyOf(fd uintptr, path string) fileKey {
+// keyOf identifies the file at path: its path, inode and birth time. Zero
+// if the file system does not record a birth time; an error if the file
+// is missing.
+func keyOf(path string) (fileKey, error) {
 	var st unix.Statx_t
-	err := unix.Statx(int(fd), "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_BTIME, &st)
-	if err != nil || st.Mask&(unix.STATX_INO|unix.STATX_BTIME) != unix.STATX_INO|unix.STATX_BTIME {
-		return fileKey{}
+	err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_INO|unix.STATX_BTIME, &st)
+	if err != nil {
+		return fileKey{}, &os.PathError{Op: "statx", Path: path, Err: err}
+	}
+	if st.Mask&(unix.STATX_INO|unix.STATX_BTIME) != unix.STATX_INO|unix.STATX_BTIME {
+		return fileKey{}, nil
 	}
 	return fileKey{
 		path:  maphash.String(pathSeed, path),
 		ino:   st.Ino,
 		birth: st.Btime.Sec*1e9 + int64(st.Btime.Nsec),
-	}
+	}, nil
 }

@@ -28,5 +28,11 @@ func rawRW(write bool, f *os.File, buf []byte, off int64) (int, error) {
 	return f.ReadAt(buf, off)
 }
 
-// keyOf returns zero: without a birth time the directory is always synced.
-func keyOf(uintptr, string) fileKey { return fileKey{} }
+// keyOf returns zero: without a birth time the directory is always
+// synced. It fails if the file is missing.
+func keyOf(path string) (fileKey, error) {
+	if _, err := os.Lstat(path); err != nil {
+		return fileKey{}, err
+	}
+	return fileKey{}, nil
+}
