@@ -333,10 +333,8 @@ func (db *DB) setup(created bool) error {
 		"PRAGMA max_page_count = " + strconv.FormatInt(db.opts.MaxDatabaseSize/pageSize, 10),
 	}
 	pragmas = append(pragmas, osPragmas...)
-	for _, q := range pragmas {
-		if err := execTransient(c, q); err != nil {
-			return fmt.Errorf("%s: %w", q, err)
-		}
+	if err := r.exec(strings.Join(pragmas, "; ")); err != nil {
+		return fmt.Errorf("%s: %w", strings.Join(pragmas, "; "), err)
 	}
 	if created {
 		return nil

@@ -183,14 +183,38 @@ func verifyLayout() error {
 // persistWAL makes closing the connection truncate the WAL file instead of
 // deleting it.
 func (r rawConn) persistWAL() error {
-	p := libc.Xmalloc(r.tls, 4)
-	if p == 0 {
-		return errors.New("storage: cannot allocate memory")
-	}
-	defer libc.Xfree(r.tls, p)
+	p := r.tls.Alloc(8) // see vaList
+	defer r.tls.Free(8)
 	binary.NativeEndian.PutUint32(libc.GoBytes(p, 4), 1)
 	if rc := lib.Xsqlite3_file_control(r.tls, r.db, 0, lib.SQLITE_FCNTL_PERSIST_WAL, p); rc != lib.SQLITE_OK {
 		return fmt.Errorf("storage: persist wal: %s", sqlite.ResultCode(rc))
+	}
+	return nil
+}
+
+// vaList builds a C va_list of args on the connection's C stack (the
+// memory transpiled code keeps its locals in, per goroutine and without a
+// lock), not with libc.NewVaList, whose malloc and free take the libc
+// allocator's process-wide mutex: opening a database configures it
+// several times, and under load those waits added up. free must run
+// before anything else is allocated on the stack that outlives it.
+func (r rawConn) vaList(args ...any) (va uintptr, free func()) {
+	n := 8 * len(args)
+	return libc.VaList(r.tls.Alloc(n), args...), func() { r.tls.Free(n) }
+}
+
+// exec runs the statements of script through one sqlite3_exec, its text on
+// the connection's C stack (see vaList).
+func (r rawConn) exec(script string) error {
+	n := len(script) + 1
+	p := r.tls.Alloc(n)
+	defer r.tls.Free(n)
+	b := libc.GoBytes(p, n)
+	copy(b, script)
+	b[n-1] = 0
+	if rc := lib.Xsqlite3_exec(r.tls, r.db, p, 0, 0, 0); rc != lib.SQLITE_OK {
+		code := sqlite.ResultCode(lib.Xsqlite3_extended_errcode(r.tls, r.db))
+		return sqlError(code, libc.GoString(lib.Xsqlite3_errmsg(r.tls, r.db)))
 	}
 	return nil
 }
@@ -201,11 +225,8 @@ func (r rawConn) dbConfig(op int32, on bool) error {
 	if on {
 		v = 1
 	}
-	va := libc.NewVaList(v, uintptr(0))
-	if va == 0 {
-		return errors.New("storage: cannot allocate memory")
-	}
-	defer libc.Xfree(r.tls, va)
+	va, free := r.vaList(v, uintptr(0))
+	defer free()
 	if rc := lib.Xsqlite3_db_config(r.tls, r.db, op, va); rc != lib.SQLITE_OK {
 		return fmt.Errorf("storage: db config %d: %s", op, sqlite.ResultCode(rc))
 	}
@@ -217,11 +238,8 @@ func (r rawConn) dbConfig(op int32, on bool) error {
 // with SQLITE_BUSY while memory of the current arena is in use, which is
 // harmless: the arena stays as it was.
 func (r rawConn) setLookaside(size, count int) error {
-	va := libc.NewVaList(uintptr(0), int32(size), int32(count))
-	if va == 0 {
-		return errors.New("storage: cannot allocate memory")
-	}
-	defer libc.Xfree(r.tls, va)
+	va, free := r.vaList(uintptr(0), int32(size), int32(count))
+	defer free()
 	if rc := lib.Xsqlite3_db_config(r.tls, r.db, lib.SQLITE_DBCONFIG_LOOKASIDE, va); rc != lib.SQLITE_OK {
 		return fmt.Errorf("storage: db config lookaside: %s", sqlite.ResultCode(rc))
 	}
