@@ -955,6 +955,21 @@ func openCountingEnv(t *testing.T, cfg durability.Config) *countingEnv {
 	return c
 }
 
+// heldBatch makes first (the first commit of a file, whose directory sync
+// the writer is held in) and, while the writer waits, the commits of
+// others, which therefore form one batch; it waits until all are durable.
+func (c *countingEnv) heldBatch(t *testing.T, first func() durability.Ticket, others ...func() durability.Ticket) {
+	t.Helper()
+	c.hold.Store(true)
+	tickets := []durability.Ticket{first()}
+	<-c.entered
+	for _, commit := range others {
+		tickets = append(tickets, commit())
+	}
+	close(c.release)
+	waitDurable(t, tickets...)
+}
+
 // TestJournal_OneFileBatchFsyncsTheFile: a batch whose commits all belong
 // to one file is made durable by fsyncing that file (one sync either way,
 // and no second copy of the bytes); a batch of several files' commits goes
@@ -971,12 +986,9 @@ func TestJournal_OneFileBatchFsyncsTheFile(t *testing.T) {
 	}
 	// Hold the writer in the directory sync of c's first commit while a
 	// commit of a and one of b wait: they form the next batch.
-	e.hold.Store(true)
-	first := fc.CommitWAL(c.appendFrames(100, 2))
-	<-e.entered
-	ta, tb := fa.CommitWAL(a.appendFrames(100, 3)), fb.CommitWAL(b.appendFrames(100, 4))
-	close(e.release)
-	waitDurable(t, first, ta, tb)
+	e.heldBatch(t, func() durability.Ticket { return fc.CommitWAL(c.appendFrames(100, 2)) },
+		func() durability.Ticket { return fa.CommitWAL(a.appendFrames(100, 3)) },
+		func() durability.Ticket { return fb.CommitWAL(b.appendFrames(100, 4)) })
 	if e.fileSyncs.Load() != 2 || e.journalSyncs.Load() != 1 {
 		t.Fatalf("then a batch of two files: %d file syncs, %d journal syncs; want 2 and 1", e.fileSyncs.Load(), e.journalSyncs.Load())
 	}
@@ -1016,12 +1028,9 @@ func TestJournal_CommitWithDataOpensNoDescriptor(t *testing.T) {
 	}
 	// Hold the writer in the directory sync of c's first commit while a
 	// commit of a and one of b wait: they form a journaled batch.
-	e.hold.Store(true)
-	first := commit(fc, c, 100, 1)
-	<-e.entered
-	ta, tb := commit(fa, a, 100, 2), commit(fb, b, 100, 3)
-	close(e.release)
-	waitDurable(t, first, ta, tb)
+	e.heldBatch(t, func() durability.Ticket { return commit(fc, c, 100, 1) },
+		func() durability.Ticket { return commit(fa, a, 100, 2) },
+		func() durability.Ticket { return commit(fb, b, 100, 3) })
 	if e.journalSyncs.Load() != 1 {
 		t.Fatalf("batch of a and b: %d journal syncs, want 1", e.journalSyncs.Load())
 	}
@@ -1061,13 +1070,10 @@ func TestJournal_OneFileBatchWithMuchUnsyncedIsJournaled(t *testing.T) {
 	c := newWAL(t, e.root, "c", 0x377f0682, 0, saltA)
 	fa, fb, fc := e.file(t, a), e.file(t, b), e.file(t, c)
 	// A batch of a and b: 600 KiB of a's WAL journaled, not synced.
-	e.hold.Store(true)
-	first := fc.CommitWAL(c.appendFrames(100, 1))
-	<-e.entered
-	ra1 := a.appendFrames(600<<10, 2)
-	ta, tb := fa.CommitWAL(ra1), fb.CommitWAL(b.appendFrames(100, 3))
-	close(e.release)
-	waitDurable(t, first, ta, tb)
+	var ra1 durability.WALRange
+	e.heldBatch(t, func() durability.Ticket { return fc.CommitWAL(c.appendFrames(100, 1)) },
+		func() durability.Ticket { ra1 = a.appendFrames(600<<10, 2); return fa.CommitWAL(ra1) },
+		func() durability.Ticket { return fb.CommitWAL(b.appendFrames(100, 3)) })
 	files0, journal0 := e.fileSyncs.Load(), e.journalSyncs.Load()
 	if journal0 != 1 {
 		t.Fatalf("batch of a and b: %d journal syncs, want 1", journal0)
