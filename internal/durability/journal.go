@@ -853,9 +853,16 @@ func (f *File) kick(n int64) {
 	f.unsynced = 0
 	f.mu.Unlock()
 	// Advice only: an error changes nothing durability depends on. The
-	// descriptor stays open for the next time (Close waits for no kick:
-	// open fails once Close was called, and Close closes what it finds).
-	if fd, err := f.open(); err == nil {
+	// descriptor stays open for the next time. Close does not wait for
+	// kicks, but it takes fd out under f.mu before closing it: holding
+	// f.mu with f.fd still set, the descriptor is open.
+	fd, err := f.open()
+	if err != nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fd == fd {
 		startWriteback(fd.Fd())
 	}
 }
