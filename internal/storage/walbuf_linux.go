@@ -42,6 +42,11 @@ const (
 	// SQLite's frame header is 24 bytes; bytes 4-7 hold the database size
 	// after a commit, zero for a frame that is not a commit's last.
 	walFrameHdr = 24
+	// walHdr is the size of the WAL header, the first read of a scan.
+	walHdr = 32
+	// walReadAhead is what one read of a scan of the WAL reads (see
+	// walRead).
+	walReadAhead = 256 << 10
 )
 
 var walVFS struct {
@@ -66,10 +71,24 @@ type walFile struct {
 	kept   bool    // buf is written already, kept for the journal (see walData)
 	commit int64   // offset of the page of a commit frame whose header was gathered; -1 if none
 	err    error   // a write failed: the file fails every call
+
+	// A scan's read-ahead (see walRead): ra holds the file's bytes from
+	// raOff, nil when none; scanEnd is where the scan's next read starts.
+	ra      []byte
+	raOff   int64
+	rap     *[]byte // ra's pool entry
+	scanEnd int64
 }
 
 // walPwrite writes the gathered bytes; tests replace it to inject faults.
 var walPwrite = unix.Pwrite
+
+// walPread reads ahead for a scan; tests replace it to count and fail reads.
+var walPread = unix.Pread
+
+// walReadAheadPool holds read-ahead buffers (*[]byte of walReadAhead
+// bytes): a database holds one only while it scans its WAL.
+var walReadAheadPool = sync.Pool{New: func() any { b := make([]byte, walReadAhead); return &b }}
 
 // walBufPool holds gathering buffers (*[]byte) between transactions, so
 // that an idle database holds none.
@@ -292,6 +311,7 @@ func walWrite(tls *libc.TLS, pFile, pBuf uintptr, amt int32, off int64) int32 {
 	if w.err != nil {
 		return lib.SQLITE_IOERR_WRITE
 	}
+	w.endScan()
 	if w.kept {
 		w.release()
 	}
@@ -321,19 +341,89 @@ func walWrite(tls *libc.TLS, pFile, pBuf uintptr, amt int32, off int64) int32 {
 	return lib.SQLITE_OK
 }
 
-// flushFirst flushes pFile's gathered bytes before another operation.
+// flushFirst flushes pFile's gathered bytes, and ends a scan, before
+// another operation.
 func flushFirst(pFile uintptr) int32 {
 	if w := walFileOf(pFile); w != nil {
+		w.endScan()
 		return w.flush()
 	}
 	return lib.SQLITE_OK
 }
 
+// walRead reads the WAL. When a database opens, SQLite rebuilds the WAL
+// index by reading the WAL's header and then every frame, each with a
+// read of its own (a busy object's WAL holds up to a thousand frames
+// between checkpoints: a thousand preads per activation). A read of the
+// header starts a scan, served from reads of walReadAhead bytes; the scan
+// ends, and the buffer goes back to its pool, at the first read that does
+// not continue it, or at any write, truncation, sync or close. A read the
+// scan cannot serve whole (past the end of the file, a failed read) goes
+// to unix-none's read, which reports it as SQLite expects.
 func walRead(tls *libc.TLS, pFile, pBuf uintptr, amt int32, off int64) int32 {
-	if flushFirst(pFile) != lib.SQLITE_OK {
-		return lib.SQLITE_IOERR_READ
+	w := walFileOf(pFile)
+	if w != nil {
+		if w.flush() != lib.SQLITE_OK {
+			return lib.SQLITE_IOERR_READ
+		}
+		if w.scanRead(unsafe.Slice(cAt[byte](pBuf), amt), off) {
+			return lib.SQLITE_OK
+		}
 	}
 	return (*(*func(*libc.TLS, uintptr, uintptr, int32, int64) int32)(unsafe.Pointer(&walVFS.orig.FxRead)))(tls, pFile, pBuf, amt, off)
+}
+
+// scanRead serves a read of a scan (see walRead) into dst, and reports
+// whether it did.
+func (w *walFile) scanRead(dst []byte, off int64) bool {
+	switch {
+	case off == 0 && len(dst) == walHdr:
+		w.endScan() // a new scan
+		w.rap = walReadAheadPool.Get().(*[]byte)
+	case w.rap != nil && off == w.scanEnd:
+	default:
+		w.endScan()
+		return false
+	}
+	end := off + int64(len(dst))
+	if off < w.raOff || end > w.raOff+int64(len(w.ra)) {
+		n, err := w.preadFull(*w.rap, off)
+		if err != nil || int64(n) < int64(len(dst)) {
+			w.endScan()
+			return false
+		}
+		w.ra, w.raOff = (*w.rap)[:n], off
+	}
+	copy(dst, w.ra[off-w.raOff:end-w.raOff])
+	w.scanEnd = end
+	return true
+}
+
+// preadFull reads buf at off until it is full or the file ends.
+func (w *walFile) preadFull(buf []byte, off int64) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := walPread(w.fd, buf[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// endScan ends a scan, if any, and returns its buffer.
+func (w *walFile) endScan() {
+	if w.rap != nil {
+		walReadAheadPool.Put(w.rap)
+	}
+	w.ra, w.raOff, w.rap, w.scanEnd = nil, 0, nil, 0
 }
 
 func walTruncate(tls *libc.TLS, pFile uintptr, size int64) int32 {
@@ -373,6 +463,7 @@ func walClose(tls *libc.TLS, pFile uintptr) int32 {
 	if w != nil {
 		rc = w.flush()
 		w.release()
+		w.endScan()
 	}
 	if crc := (*(*func(*libc.TLS, uintptr) int32)(unsafe.Pointer(&walVFS.orig.FxClose)))(tls, pFile); rc == lib.SQLITE_OK {
 		rc = crc
