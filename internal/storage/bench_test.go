@@ -285,35 +285,37 @@ func createCost(b *testing.B, dir string) time.Duration {
 // server: the C allocator then has partly used pages to serve from instead
 // of mapping and unmapping memory for every Open and Close.
 func BenchmarkOpenExisting(b *testing.B) {
-	b.Run("Cold", func(b *testing.B) { benchOpenExisting(b, 0) })
-	b.Run("Warm", func(b *testing.B) { benchOpenExisting(b, 10) })
+	b.Run("Cold", func(b *testing.B) { benchOpenExisting(b, openCase{}) })
+	b.Run("Warm", func(b *testing.B) { benchOpenExisting(b, openCase{others: 10}) })
 	// Activation: Warm, plus what the runtime reads of an object it
 	// activates to deliver an alarm: its name and its alarm.
-	b.Run("Activation", func(b *testing.B) { benchOpenExisting(b, -10) })
+	b.Run("Activation", func(b *testing.B) { benchOpenExisting(b, openCase{others: 10, activation: true}) })
 	// LongWAL: Activation of a busy object, whose WAL holds 500 commits
 	// since its last checkpoint (SQLite checkpoints at 1,000 pages), all
 	// read when the database opens to rebuild the WAL index.
-	b.Run("LongWAL", func(b *testing.B) { benchOpenExisting(b, -10-500) })
+	b.Run("LongWAL", func(b *testing.B) { benchOpenExisting(b, openCase{others: 10, activation: true, commits: 500}) })
 	// Crowded: 4,000 other databases open, as with thousands of live
 	// objects; SQLiteLocks is the same through SQLite's default VFS, whose
 	// opens walk a list of every open file (the baseline). Both report
 	// ns/op for one Open, a Get, a Commit and a Close.
-	b.Run("Crowded", func(b *testing.B) { benchOpenExisting(b, 4000) })
+	b.Run("Crowded", func(b *testing.B) { benchOpenExisting(b, openCase{others: 4000}) })
 	if runtime.GOOS == "linux" {
 		b.Run("CrowdedSQLiteLocks", func(b *testing.B) {
 			defer storage.UseSQLiteLocks()()
-			benchOpenExisting(b, 4000)
+			benchOpenExisting(b, openCase{others: 4000})
 		})
 	}
 }
 
-func benchOpenExisting(b *testing.B, others int) {
-	activation := others < 0
-	others = max(others, -others)
-	commits := 1
-	if others > 10 {
-		others, commits = 10, others-10
-	}
+// openCase is a case of BenchmarkOpenExisting.
+type openCase struct {
+	others     int  // other databases kept open meanwhile
+	activation bool // also read the name and the alarm, as an activation does
+	commits    int  // commits in the WAL when it opens (0: 1)
+}
+
+func benchOpenExisting(b *testing.B, c openCase) {
+	others, activation, commits := c.others, c.activation, max(c.commits, 1)
 	path := filepath.Join(b.TempDir(), "db.sqlite")
 	opts := storage.Options{Durability: newGroup(b, durability.NoSync)}
 	for i := range others {

@@ -333,8 +333,9 @@ func (db *DB) setup(created bool) error {
 		"PRAGMA max_page_count = " + strconv.FormatInt(db.opts.MaxDatabaseSize/pageSize, 10),
 	}
 	pragmas = append(pragmas, osPragmas...)
-	if err := r.exec(strings.Join(pragmas, "; ")); err != nil {
-		return fmt.Errorf("%s: %w", strings.Join(pragmas, "; "), err)
+	script := strings.Join(pragmas, "; ")
+	if err := r.exec(script); err != nil {
+		return fmt.Errorf("%s: %w", script, err)
 	}
 	if created {
 		return nil

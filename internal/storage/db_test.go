@@ -216,12 +216,7 @@ func TestOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer storage.CloseConn(c)
-		var v int64
-		err = sqlitex.ExecuteTransient(c, "PRAGMA user_version", &sqlitex.ExecOptions{ResultFunc: func(s *sqlite.Stmt) error {
-			v = s.ColumnInt64(0)
-			return nil
-		}})
-		if err != nil || v != 2 {
+		if v, err := connInt(t, c, "PRAGMA user_version"); err != nil || v != 2 {
 			t.Errorf("user_version = %d, %v; want 2", v, err)
 		}
 	})

@@ -7,6 +7,8 @@ import (
 
 	"github.com/durable-go/durable/internal/durability"
 	"github.com/durable-go/durable/internal/storage"
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
 )
 
 // newGroup returns a durability Group in mode, closed at the end of the test.
@@ -76,4 +78,16 @@ func queryInt(tb testing.TB, db *storage.DB, query string, args ...any) int64 {
 	}
 	return n
 }
+
+// connInt returns the integer in the first column of query's first row,
+// run on a connection of its own.
+func connInt(tb testing.TB, c *sqlite.Conn, query string) (int64, error) {
+	tb.Helper()
+	var n int64
+	err := sqlitex.ExecuteTransient(c, query, &sqlitex.ExecOptions{
+		ResultFunc: func(s *sqlite.Stmt) error { n = s.ColumnInt64(0); return nil },
+	})
+	return n, err
+}
+
 func timeAt(sec int64) time.Time { return time.Unix(sec, 0).UTC() }

@@ -43,11 +43,7 @@ func TestOpenPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer storage.CloseConn(c)
-	var got int64
-	err = sqlitex.ExecuteTransient(c, "SELECT x FROM t", &sqlitex.ExecOptions{
-		ResultFunc: func(s *sqlite.Stmt) error { got = s.ColumnInt64(0); return nil },
-	})
-	if err != nil || got != 42 {
+	if got, err := connInt(t, c, "SELECT x FROM t"); err != nil || got != 42 {
 		t.Errorf("after reopening: x = %d, %v; want 42", got, err)
 	}
 }

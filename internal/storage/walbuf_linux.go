@@ -419,9 +419,10 @@ func (w *walFile) preadFull(buf []byte, off int64) (int, error) {
 
 // endScan ends a scan, if any, and returns its buffer.
 func (w *walFile) endScan() {
-	if w.rap != nil {
-		walReadAheadPool.Put(w.rap)
+	if w.rap == nil {
+		return // no scan: every write and flush passes here
 	}
+	walReadAheadPool.Put(w.rap)
 	w.ra, w.raOff, w.rap, w.scanEnd = nil, 0, nil, 0
 }
 
