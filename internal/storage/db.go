@@ -103,6 +103,9 @@ type DB struct {
 	file   *durability.File
 	opts   Options
 	closed bool
+	// extensions is set once SQLite's deferred extensions are
+	// registered on the connection (or it never deferred them; ext.go).
+	extensions bool
 
 	// Authorizer state: userSQL is true while user SQL is prepared or
 	// stepped; denial is the first refusal since it was last cleared.

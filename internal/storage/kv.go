@@ -433,6 +433,10 @@ func (db *DB) DeleteAll() error {
 	}
 	defer db.mu.Unlock()
 	db.closeCursors()
+	// Dropping a virtual table calls its module.
+	if err := db.loadExtensions(); err != nil {
+		return err
+	}
 	if err := db.begin(); err != nil {
 		return err
 	}

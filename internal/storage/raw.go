@@ -124,6 +124,7 @@ func init() {
 		return rc == lib.SQLITE_OK
 	}
 	installBlockCache(tls, config)
+	deferExtensions()
 	config(lib.SQLITE_CONFIG_PAGECACHE, uintptr(0), int32(0), int32(0))
 	config(lib.SQLITE_CONFIG_LOOKASIDE, int32(lookasideSlotSize), int32(lookasideSlotCount))
 	config(lib.SQLITE_CONFIG_STMTJRNL_SPILL, int32(stmtJournalSpill))

@@ -131,6 +131,9 @@ func (db *DB) execMulti(s *sqlite.Stmt, ddl bool, tail string, args []any) (*Cur
 // prepareUser prepares the first statement of query as user SQL. It
 // returns a nil statement for an empty statement (";" or a comment).
 func (db *DB) prepareUser(query string) (_ *sqlite.Stmt, tail string, ddl bool, _ error) {
+	if err := db.loadExtensions(); err != nil {
+		return nil, "", false, err
+	}
 	db.userSQL = true
 	db.denial = nil
 	db.ddl = false

@@ -178,6 +178,7 @@ func doRegisterWALVFS() error {
 	if rc := lib.Xsqlite3_vfs_register(tls, v, 0); rc != lib.SQLITE_OK {
 		return errors.New("storage: register the WAL VFS failed")
 	}
+	deferredVFS.Store(v) // ext.go
 	return nil
 }
 
