@@ -14,8 +14,10 @@ import (
 )
 
 // TestBind: text and blobs of every size bound through bindText and
-// bindBytes read back exactly; a parameter out of range is an error, not
-// a panic or a leak.
+// bindBytes read back exactly, on either side of bindCopyMax (values up to
+// it are copied through the connection's C stack, which the next bind
+// reuses: each parameter gets different bytes); a parameter out of range
+// is an error, not a panic or a leak.
 func TestBind(t *testing.T) {
 	open := memConns(t)
 	c := open()
@@ -25,14 +27,16 @@ func TestBind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Finalize()
-	for _, n := range []int{0, 1, 100, 4088, 20000, 300000} {
+	for _, n := range []int{0, 1, 100, bindCopyMax - 1, bindCopyMax, bindCopyMax + 1, 4088, 20000, 300000} {
 		v := bytes.Repeat([]byte{'x'}, n)
+		b := bytes.Repeat([]byte{'b'}, n)
 		if n > 0 {
 			v[n-1] = 'y'
+			b[0] = 'c'
 		}
 		for _, err := range []error{
-			bindText(s, 1, string(v)), bindText(s, 2, string(v)),
-			bindBytes(s, 3, v), bindBytes(s, 4, v),
+			bindText(s, 1, string(v)), bindText(s, 2, "type"),
+			bindBytes(s, 3, b), bindBytes(s, 4, []byte("of")),
 		} {
 			if err != nil {
 				t.Fatalf("bind %d bytes: %v", n, err)
@@ -46,7 +50,7 @@ func TestBind(t *testing.T) {
 		}
 		got := make([]byte, s.ColumnLen(2))
 		s.ColumnBytes(2, got)
-		if !bytes.Equal(got, v) || s.ColumnText(3) != "blob" {
+		if !bytes.Equal(got, b) || s.ColumnText(3) != "blob" {
 			t.Errorf("blob of %d bytes: got %d bytes (%s)", n, len(got), s.ColumnText(3))
 		}
 		s.Reset()
