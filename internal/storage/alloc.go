@@ -38,7 +38,8 @@ import (
 // default allocator unchanged. The cache is bounded (about 10 MiB), whatever
 // the number of objects.
 //
-// The cache is split in one shard per P (GOMAXPROCS at the first Open),
+// The cache is split in one shard per P (GOMAXPROCS when the package
+// initializes; a P beyond those shares a shard),
 // each with its own mutex and its share of the bounds: a goroutine uses
 // the shard of the P it runs on, so the two cores of a busy machine do not
 // pass the cache lines of shared mutexes back and forth on every

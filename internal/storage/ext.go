@@ -41,9 +41,10 @@ func fts5Init(tls *libc.TLS, db uintptr) int32
 //go:linkname rtreeInit modernc.org/sqlite/lib._sqlite3RtreeInit
 func rtreeInit(tls *libc.TLS, db uintptr) int32
 
-// deferredExtensions are the built-in extensions storage defers:
-// FTS5 and R-Tree, the first two entries of builtinExtensions at the
-// pinned modernc.org/sqlite version.
+// deferredExtensions are the init functions of the built-in extensions
+// storage defers, FTS5 and R-Tree (the first two entries of
+// builtinExtensions at the pinned modernc.org/sqlite version), once
+// deferExtensions has put its wrappers in their place; zero otherwise.
 var deferredExtensions [2]uintptr
 
 // deferredVFS is the address of the VFS whose connections defer the
@@ -60,7 +61,7 @@ func callInit(f uintptr, tls *libc.TLS, db uintptr) int32 {
 // deferring reports whether the connection db defers the extensions.
 func deferring(db uintptr) bool {
 	v := deferredVFS.Load()
-	return v != 0 && cAt[lib.Tsqlite3](db).FpVfs == v
+	return v != 0 && deferredExtensions[0] != 0 && cAt[lib.Tsqlite3](db).FpVfs == v
 }
 
 func initExtension0(tls *libc.TLS, db uintptr) int32 {
